@@ -1,0 +1,178 @@
+"""pipeline(): the one place that wires a task, checkpoint files, processors and a native model."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from . import hub
+from .tasks import PIPELINE_REGISTRY, default_model_for, task_from_config
+
+logger = logging.getLogger(__name__)
+
+# model_kwargs keys that only matter to transformers' loader; accepted and ignored here.
+_IGNORED_MODEL_KWARGS = {"low_cpu_mem_usage", "attn_implementation", "use_safetensors", "trust_remote_code",
+                         "output_attentions", "output_hidden_states", "cache_dir", "force_download"}
+
+
+def pipeline(task: str | None = None, model: Any = None, config: Any = None, tokenizer: Any = None,
+             feature_extractor: Any = None, image_processor: Any = None, processor: Any = None,
+             framework: str | None = None, revision: str | None = None, use_fast: bool = True,
+             token: str | bool | None = None, device: Any = None, device_map: Any = None, dtype: Any = "auto",
+             trust_remote_code: bool | None = None, model_kwargs: dict[str, Any] | None = None,
+             pipeline_class: type | None = None, batch_size: int | None = None, **kwargs: Any):
+    """Build a pipeline for `task` over `model`, with transformers' signature and defaults.
+
+    >>> from inferline import pipeline
+    >>> embed = pipeline("feature-extraction", model="sentence-transformers/all-MiniLM-L6-v2")
+    >>> len(embed("Hello world", pooling="mean", normalize=True))
+    384
+    """
+    from .models.registry import load_model, read_config
+    from .pipelines.devices import resolve_device
+
+    if framework not in (None, "pt"):
+        raise ValueError(f"`framework` must be 'pt' (inferline is PyTorch only); got {framework!r}.")
+    if task is None and model is None:
+        raise RuntimeError("Impossible to instantiate a pipeline without either a task or a model being specified. "
+                           "Pass a task name such as 'text-classification', a model id or directory, or both.")
+    if model is None and (tokenizer is not None or feature_extractor is not None):
+        raise RuntimeError("A tokenizer or feature_extractor was given without a model; pass `model=` too, since "
+                           "a default model may not match the processor you chose.")
+    model_kwargs = dict(model_kwargs or {})
+    dtype = _merge_dtype(dtype, kwargs.pop("torch_dtype", None), model_kwargs)
+    device = _merge_device(device, device_map, model_kwargs)
+    local_files_only = bool(kwargs.pop("local_files_only", False) or model_kwargs.pop("local_files_only", False))
+    revision = model_kwargs.pop("revision", revision)
+    for key in list(model_kwargs):
+        if key in _IGNORED_MODEL_KWARGS:
+            model_kwargs.pop(key)
+    if model_kwargs:
+        raise ValueError(f"Unsupported `model_kwargs` {sorted(model_kwargs)}; inferline understands dtype, "
+                         f"torch_dtype, device_map, revision, local_files_only and ignores "
+                         f"{sorted(_IGNORED_MODEL_KWARGS)}.")
+    del use_fast, trust_remote_code  # inferline has only fast (Rust) tokenizers and no remote code
+
+    options = None
+    spec = None
+    if task is not None:
+        task, spec, options = PIPELINE_REGISTRY.check_task(task)
+        if model is None:
+            model, default_revision = default_model_for(spec, options)
+            revision = revision if revision is not None else default_revision
+            logger.warning(
+                "No model was supplied, defaulted to %s and revision %s (https://huggingface.co/%s).\n"
+                "Using a pipeline without specifying a model name and revision in production is not recommended.",
+                model, revision, model)
+
+    target_device = resolve_device(device)
+    folder: Path | None = None
+    if isinstance(model, nn.Module):
+        folder = getattr(model, "checkpoint_dir", None)
+        raw_config = getattr(getattr(model, "config", None), "raw", None)
+    elif isinstance(model, (str, os.PathLike)):
+        folder = hub.resolve(model, revision=revision, token=token, local_files_only=local_files_only)
+        raw_config = _load_config(config, revision, token, local_files_only) or read_config(folder)
+    else:
+        raise TypeError(f"`model` must be a model id, a local directory or an inferline model; "
+                        f"got {type(model).__name__}.")
+
+    if task is None:
+        task = task_from_config(raw_config or {}, folder)
+        task, spec, options = PIPELINE_REGISTRY.check_task(task)
+    cls = pipeline_class or spec.resolve_class()
+
+    if not isinstance(model, nn.Module):
+        model = _load_for_task(folder, spec.heads, raw_config, dtype, target_device, load_model)
+
+    if isinstance(tokenizer, tuple):
+        tokenizer = tokenizer[0]
+    if isinstance(tokenizer, (str, os.PathLike)):
+        tokenizer = _load_tokenizer(hub.resolve(tokenizer, revision=revision, token=token,
+                                                local_files_only=local_files_only))
+    elif tokenizer is None and folder is not None and getattr(cls, "needs_tokenizer", True):
+        tokenizer = _load_tokenizer(folder)
+
+    if options is not None:
+        kwargs.setdefault("src_lang", options[0])
+        kwargs.setdefault("tgt_lang", options[1])
+    return cls(model=model, tokenizer=tokenizer, feature_extractor=feature_extractor,
+               image_processor=image_processor, processor=processor, task=task, device=target_device,
+               batch_size=batch_size, **kwargs)
+
+
+def _load_for_task(folder, heads, raw_config, dtype, device, load_model):
+    """Load the first head of the task's list that the checkpoint's family offers."""
+    from .models.registry import UnsupportedModelError, family_for
+
+    family = family_for(raw_config.get("model_type", ""))
+    for head in heads:
+        if head in family.heads:
+            return load_model(folder, head, raw_config, dtype, device)
+    raise UnsupportedModelError(
+        f"model_type {raw_config.get('model_type')!r} offers heads {', '.join(family.heads)}, but this task "
+        f"needs one of: {', '.join(heads)}.")
+
+
+def _load_config(config, revision, token, local_files_only) -> dict | None:
+    from .models.registry import read_config
+
+    if config is None or isinstance(config, dict):
+        return config
+    if isinstance(config, (str, os.PathLike)):
+        return read_config(hub.resolve(config, revision=revision, token=token, local_files_only=local_files_only))
+    raw = getattr(config, "raw", None)
+    if isinstance(raw, dict):
+        return raw
+    raise TypeError(f"`config` must be a model id, a directory, a dict or an inferline config; "
+                    f"got {type(config).__name__}.")
+
+
+def _load_tokenizer(folder: Path):
+    from .processing.tokenizer import TOKENIZER_FILES, Tokenizer
+
+    if not any((Path(folder) / name).is_file() for name in TOKENIZER_FILES):
+        return None
+    return Tokenizer.from_pretrained(folder)
+
+
+def _merge_dtype(dtype, torch_dtype, model_kwargs: dict):
+    if torch_dtype is not None:
+        if dtype not in (None, "auto"):
+            raise ValueError("Both `dtype` and `torch_dtype` were given; pass only `dtype`.")
+        warnings.warn("`torch_dtype` is deprecated; use `dtype`.", FutureWarning, stacklevel=3)
+        dtype = torch_dtype
+    for key in ("dtype", "torch_dtype"):
+        if key in model_kwargs:
+            value = model_kwargs.pop(key)
+            if dtype not in (None, "auto"):
+                raise ValueError(f"`dtype` was given both as an argument ({dtype!r}) and in model_kwargs[{key!r}] "
+                                 f"({value!r}); pass it once.")
+            dtype = value
+    return dtype
+
+
+def _merge_device(device, device_map, model_kwargs: dict):
+    if "device_map" in model_kwargs:
+        if device_map is not None:
+            raise ValueError("`device_map` was given both as an argument and in model_kwargs; pass it once.")
+        device_map = model_kwargs.pop("device_map")
+    if device_map is None:
+        return device
+    if device is not None:
+        logger.warning("Both `device` and `device_map` are specified. `device` will override `device_map`.")
+        return device
+    if isinstance(device_map, dict):
+        targets = set(device_map.values())
+        if len(targets) != 1:
+            raise ValueError(f"`device_map` spreads the model over {sorted(map(str, targets))}; inferline places "
+                             f"a model on one device. Pass device_map='auto', a device, or {{'': device}}.")
+        device_map = targets.pop()
+    if device_map in ("auto", "balanced", "balanced_low_0", "sequential"):
+        return None  # the first accelerator, else CPU
+    return device_map

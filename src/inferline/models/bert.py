@@ -1,0 +1,136 @@
+"""BERT and the families that share its encoder: RoBERTa, XLM-RoBERTa, CamemBERT.
+
+Matches transformers 4.57.6 `modeling_bert` / `modeling_roberta` (absolute position embeddings).
+RoBERTa-style models differ only in data: positions count from `pad_token_id + 1` and skip padding,
+the classification head has its own dense layer, and the MLM head is called `lm_head`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .heads import HEADS, MaskedLMModel, QuestionAnsweringModel, SequenceClassificationModel, \
+    TokenClassificationModel
+from .layers import PostNormEncoder, padding_mask
+from .registry import Family, UnsupportedModelError
+from .weights import WeightMap
+
+ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert")
+
+
+@dataclass
+class BertConfig(ModelConfig):
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    position_embedding_type: str = "absolute"
+
+    @property
+    def roberta_like(self) -> bool:
+        return self.model_type in ROBERTA_LIKE
+
+
+class BertEmbeddings(nn.Module):
+    """word + position + token-type embeddings, then LayerNorm."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        # RoBERTa numbers real tokens from pad_token_id + 1 and gives padding the pad position.
+        self.position_offset = cfg.pad_token_id if cfg.roberta_like else None
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        B, T = input_ids.shape
+        if self.position_offset is None:
+            positions = torch.arange(T, device=input_ids.device)[None, :]
+        else:
+            not_pad = (input_ids != self.position_offset).int()
+            positions = torch.cumsum(not_pad, dim=1) * not_pad + self.position_offset
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.word_embeddings(input_ids) + self.position_embeddings(positions)
+        x = x + self.token_type_embeddings(token_type_ids)
+        return self.LayerNorm(x)  # (B, T, C)
+
+
+class BertModel(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        if cfg.position_embedding_type != "absolute":
+            raise UnsupportedModelError(
+                f"position_embedding_type {cfg.position_embedding_type!r} is not supported; only 'absolute'.")
+        self.embeddings = BertEmbeddings(cfg)
+        self.encoder = PostNormEncoder(cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads,
+                                       cfg.intermediate_size, cfg.hidden_act, cfg.layer_norm_eps)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        x = self.embeddings(input_ids, token_type_ids)
+        return self.encoder(x, padding_mask(attention_mask, x.dtype))  # (B, T, C)
+
+
+def _prefix(cfg: BertConfig) -> str:
+    return "roberta" if cfg.roberta_like else "bert"
+
+
+def build(cfg: BertConfig, head: str) -> nn.Module:
+    backbone, prefix, C = BertModel(cfg), _prefix(cfg), cfg.hidden_size
+    if head == "base":
+        return backbone
+    if head == "sequence-classification":
+        return SequenceClassificationModel(backbone, prefix, C, cfg.num_labels, "tanh")
+    if head == "token-classification":
+        return TokenClassificationModel(backbone, prefix, C, cfg.num_labels)
+    if head == "question-answering":
+        return QuestionAnsweringModel(backbone, prefix, C)
+    if head == "masked-lm":
+        name = "lm_head" if cfg.roberta_like else "cls"
+        return MaskedLMModel(backbone, prefix, C, C, cfg.vocab_size, cfg.hidden_act, cfg.layer_norm_eps, name)
+    raise UnsupportedModelError(f"no head {head!r}")
+
+
+def weight_map(cfg: BertConfig, head: str) -> WeightMap:
+    prefix = _prefix(cfg)
+    unused = [r"position_ids$", r"token_type_ids$", r"pooler\."]
+    renames: list[tuple[str, str]] = []
+    tied: dict[str, str] = {}
+    if head == "sequence-classification":
+        unused = unused[:2]
+        if cfg.roberta_like:  # classifier.dense / classifier.out_proj already match
+            unused.append(r"pooler\.")
+        else:  # BERT's pooler is the dense layer of its classification head
+            renames += [(rf"^{prefix}\.pooler\.dense\.", "classifier.dense."),
+                        (r"^classifier\.(weight|bias)$", r"classifier.out_proj.\1")]
+    elif head == "masked-lm":
+        if cfg.roberta_like:
+            renames += [(r"^lm_head\.layer_norm\.", "lm_head.LayerNorm.")]
+            unused.append(r"^lm_head\.decoder\.bias$")
+            tied["lm_head.decoder.weight"] = f"{prefix}.embeddings.word_embeddings.weight"
+        else:
+            renames += [(r"^cls\.predictions\.transform\.", "cls."), (r"^cls\.predictions\.decoder\.weight$",
+                                                                       "cls.decoder.weight"),
+                        (r"^cls\.predictions\.bias$", "cls.bias")]
+            unused += [r"^cls\.predictions\.decoder\.bias$", r"^cls\.seq_relationship\."]
+            tied["cls.decoder.weight"] = f"{prefix}.embeddings.word_embeddings.weight"
+    elif head in ("base",):
+        unused += [r"^cls\.", r"^lm_head\.", r"^classifier\.", r"^qa_outputs\."]
+    return WeightMap(renames, unused, tied)
+
+
+def _max_tokens(cfg: BertConfig) -> int:
+    # RoBERTa's positions start after the padding index, so two rows of its table are never reachable.
+    return cfg.max_position_embeddings - (cfg.pad_token_id + 1 if cfg.roberta_like else 0)
+
+
+FAMILY = Family("bert", BertConfig, HEADS, build, weight_map, _prefix, max_tokens=_max_tokens)

@@ -1,0 +1,105 @@
+"""Generic task heads over any encoder backbone.
+
+A backbone is any module with `forward(input_ids, attention_mask=None, token_type_ids=None) -> (B, T, C)`.
+Head models keep the backbone under the family's checkpoint prefix (`bert.`, `roberta.`, ...) so that
+their state-dict names equal the checkpoint's; families map their own head names onto these.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .layers import activation
+
+HEADS = ("base", "sequence-classification", "token-classification", "question-answering", "masked-lm")
+
+
+class ClassificationHead(nn.Module):
+    """First token → [dense → activation] → out_proj: the sentence-classification head of every family."""
+
+    def __init__(self, hidden_size: int, num_labels: int, act: str | None = "tanh"):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size) if act else None
+        self.act = activation(act) if act else None
+        self.out_proj = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        x = hidden[:, 0]  # (B, C)
+        if self.dense is not None:
+            x = self.act(self.dense(x))
+        return self.out_proj(x)  # (B, num_labels)
+
+
+class MaskedLMHead(nn.Module):
+    """dense → activation → LayerNorm → decoder (+ bias): the masked-LM head; decoder usually tied."""
+
+    def __init__(self, hidden_size: int, embedding_size: int, vocab_size: int, act: str, eps: float):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, embedding_size)
+        self.act = activation(act)
+        self.LayerNorm = nn.LayerNorm(embedding_size, eps=eps)
+        self.decoder = nn.Linear(embedding_size, vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.LayerNorm(self.act(self.dense(hidden)))) + self.bias  # (B, T, V)
+
+
+class SpanLogits(NamedTuple):
+    start_logits: torch.Tensor  # (B, T)
+    end_logits: torch.Tensor  # (B, T)
+
+
+class _WithBackbone(nn.Module):
+    def __init__(self, backbone: nn.Module, prefix: str):
+        super().__init__()
+        self.backbone_prefix = prefix
+        self.add_module(prefix, backbone)
+
+    @property
+    def backbone(self) -> nn.Module:
+        return getattr(self, self.backbone_prefix)
+
+
+class SequenceClassificationModel(_WithBackbone):
+    def __init__(self, backbone: nn.Module, prefix: str, hidden_size: int, num_labels: int,
+                 act: str | None = "tanh"):
+        super().__init__(backbone, prefix)
+        self.classifier = ClassificationHead(hidden_size, num_labels, act)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        return self.classifier(self.backbone(input_ids, attention_mask, token_type_ids))
+
+
+class TokenClassificationModel(_WithBackbone):
+    def __init__(self, backbone: nn.Module, prefix: str, hidden_size: int, num_labels: int):
+        super().__init__(backbone, prefix)
+        self.classifier = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        return self.classifier(self.backbone(input_ids, attention_mask, token_type_ids))  # (B, T, L)
+
+
+class QuestionAnsweringModel(_WithBackbone):
+    def __init__(self, backbone: nn.Module, prefix: str, hidden_size: int):
+        super().__init__(backbone, prefix)
+        self.qa_outputs = nn.Linear(hidden_size, 2)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> SpanLogits:
+        logits = self.qa_outputs(self.backbone(input_ids, attention_mask, token_type_ids))  # (B, T, 2)
+        start, end = logits.unbind(-1)
+        return SpanLogits(start.contiguous(), end.contiguous())
+
+
+class MaskedLMModel(_WithBackbone):
+    def __init__(self, backbone: nn.Module, prefix: str, hidden_size: int, embedding_size: int, vocab_size: int,
+                 act: str, eps: float, head_name: str = "lm_head"):
+        super().__init__(backbone, prefix)
+        self.head_name = head_name
+        self.add_module(head_name, MaskedLMHead(hidden_size, embedding_size, vocab_size, act, eps))
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        return getattr(self, self.head_name)(self.backbone(input_ids, attention_mask, token_type_ids))

@@ -1,0 +1,155 @@
+"""Checkpoint files → a strictly loaded module, in the target dtype, on the target device.
+
+The module is built on the `meta` device (no memory, no random init), safetensors are memory-mapped,
+renamed by the family's `WeightMap`, checked (every tensor present, no surprises, shapes equal) and
+assigned in place. Errors name the tensor, the expected and the found shape.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+# Renames every old checkpoint may need, whatever its family (TF-era LayerNorm names).
+COMMON_RENAMES = [(r"LayerNorm\.gamma$", "LayerNorm.weight"), (r"LayerNorm\.beta$", "LayerNorm.bias")]
+
+
+@dataclass
+class WeightMap:
+    """A family's differences from its checkpoints' names, as data.
+
+    renames: (regex, replacement) applied in order to each checkpoint key.
+    unused:  regexes of checkpoint keys the family knowingly ignores (e.g. a pooler under a token head).
+    tied:    our key → our key it shares storage with when the checkpoint omits it (tied embeddings).
+    """
+
+    renames: list[tuple[str, str]] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+    tied: dict[str, str] = field(default_factory=dict)
+
+    def rename(self, key: str) -> str:
+        for pattern, replacement in self.renames:
+            key = re.sub(pattern, replacement, key)
+        return key
+
+
+class WeightLoadingError(OSError):
+    """A checkpoint that does not fit the model: names the tensors involved."""
+
+
+def read_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
+    """Read safetensors (memory-mapped) or torch .bin files (weights_only) into one name → tensor dict."""
+    state: dict[str, torch.Tensor] = {}
+    for path in files:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state.update(load_file(str(path)))
+        else:
+            try:
+                state.update(torch.load(str(path), map_location="cpu", weights_only=True, mmap=True))
+            except RuntimeError:  # old non-zipfile .bin files cannot be mmapped
+                state.update(torch.load(str(path), map_location="cpu", weights_only=True))
+    return state
+
+
+def resolve_dtype(dtype, config: dict) -> torch.dtype:
+    """Map "auto" | None | str | torch.dtype → torch.dtype; "auto" reads the checkpoint's own dtype."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        name = config.get("torch_dtype") or config.get("dtype") or "float32"
+        return getattr(torch, name) if isinstance(getattr(torch, str(name), None), torch.dtype) else torch.float32
+    value = getattr(torch, str(dtype).replace("torch.", ""), None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"`dtype` must be 'auto', a torch.dtype or its name (float32, float16, bfloat16); "
+                         f"got {dtype!r}.")
+    return value
+
+
+def load_weights(build: Callable[[], nn.Module], state: dict[str, torch.Tensor], weight_map: WeightMap,
+                 dtype: torch.dtype, device: torch.device | str = "cpu", base_prefix: str = "") -> nn.Module:
+    """Build the module on meta and assign the renamed checkpoint tensors, strictly."""
+    with torch.device("meta"):
+        model = build()
+    expected = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    renamed, origin = _rename(state, weight_map)
+    renamed, origin = _align_prefix(renamed, origin, expected, base_prefix)
+    unused = [re.compile(p) for p in weight_map.unused]
+
+    missing = [k for k in expected if k not in renamed and k not in weight_map.tied]
+    unexpected = [k for k in renamed if k not in expected and not any(p.search(k) for p in unused)]
+    if missing:
+        raise WeightLoadingError(
+            f"The checkpoint lacks {len(missing)} tensor(s) this {type(model).__name__} needs: "
+            f"{_preview(missing)}. Is it a checkpoint of this architecture and head?")
+    if unexpected:
+        raise WeightLoadingError(
+            f"The checkpoint has {len(unexpected)} tensor(s) {type(model).__name__} does not know: "
+            f"{_preview(unexpected)}.")
+    loaded = {}
+    for name, target in expected.items():
+        if name not in renamed:
+            continue
+        tensor = renamed[name]
+        if tensor.shape != target.shape:
+            raise WeightLoadingError(f"Tensor {name!r}: the model expects shape {tuple(target.shape)}, "
+                                     f"the checkpoint has {tuple(tensor.shape)}.")
+        if tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        loaded[name] = tensor.to(device)
+    model.load_state_dict(loaded, strict=False, assign=True)
+    model.checkpoint_names = {k: origin[k] for k in loaded}  # ours → checkpoint's, for save_pretrained
+    for ours, source in weight_map.tied.items():
+        if ours not in renamed:
+            _set_parameter(model, ours, _get_parameter(model, source))
+    return model.eval()
+
+
+def _rename(state: dict[str, torch.Tensor], weight_map: WeightMap) -> tuple[dict, dict]:
+    out, origin = {}, {}
+    for original, tensor in state.items():
+        key = original
+        for pattern, replacement in COMMON_RENAMES:
+            key = re.sub(pattern, replacement, key)
+        key = weight_map.rename(key)
+        out[key], origin[key] = tensor, original
+    return out, origin
+
+
+def _align_prefix(state: dict, origin: dict, expected: dict, prefix: str) -> tuple[dict, dict]:
+    """Fit a base checkpoint to a head model (add the backbone prefix) or a head checkpoint to a base
+    model (strip it and drop the head's tensors), as transformers' from_pretrained does."""
+    dotted = prefix + "."
+    model_has = bool(prefix) and any(k.startswith(dotted) for k in expected)
+    ckpt_has = bool(prefix) and any(k.startswith(dotted) for k in state)
+    if model_has and not ckpt_has:
+        new = {k: (dotted + k if (dotted + k) in expected else k) for k in state}
+    elif ckpt_has and not model_has:
+        new = {k: k[len(dotted):] for k in state if k.startswith(dotted)}
+    else:
+        return state, origin
+    return {n: state[k] for k, n in new.items()}, {n: origin[k] for k, n in new.items()}
+
+
+def _preview(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _get_parameter(model: nn.Module, name: str) -> torch.Tensor:
+    module_name, _, attr = name.rpartition(".")
+    return getattr(model.get_submodule(module_name) if module_name else model, attr)
+
+
+def _set_parameter(model: nn.Module, name: str, value: torch.Tensor) -> None:
+    module_name, _, attr = name.rpartition(".")
+    module = model.get_submodule(module_name) if module_name else model
+    setattr(module, attr, value if isinstance(value, nn.Parameter) else nn.Parameter(value, requires_grad=False))

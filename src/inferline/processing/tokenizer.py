@@ -1,0 +1,271 @@
+"""One Tokenizer over the Rust `tokenizers` library, built from whatever files the checkpoint has.
+
+tokenizer.json is used as is; a lone vocab.txt becomes a WordPiece (BERT) tokenizer and
+vocab.json + merges.txt a byte-level BPE one, as transformers' slow→fast conversion would build them.
+tokenizer_config.json / special_tokens_map.json supply special tokens, lower-casing, model_max_length,
+padding side and decode clean-up. Encoding is serialised by a lock: the Rust tokenizer's truncation
+settings are shared state, and concurrent use from threads would otherwise fail ("Already borrowed").
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+from tokenizers import AddedToken, Encoding
+from tokenizers import Tokenizer as RustTokenizer
+from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
+
+VERY_LARGE_INTEGER = int(1e30)  # transformers' "no limit" model_max_length
+SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                   "vocab.json", "merges.txt", "added_tokens.json")
+
+
+def _token_text(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return value.get("content")
+    return value
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+class Tokenizer:
+    """Text ⇄ token ids with transformers' semantics, over a `tokenizers.Tokenizer` backend."""
+
+    def __init__(self, backend: RustTokenizer, config: dict[str, Any] | None = None):
+        config = dict(config or {})
+        self.backend = backend
+        self.backend.no_truncation()
+        self.backend.no_padding()
+        self.config = config
+        self._lock = threading.Lock()
+        self.special_tokens: dict[str, str] = {}
+        for name in SPECIAL_TOKEN_NAMES:
+            text = _token_text(config.get(name))
+            if text is not None:
+                self.special_tokens[name] = text
+        extra = [_token_text(t) for t in config.get("additional_special_tokens") or []]
+        self.additional_special_tokens = [t for t in extra if t]
+        max_len = config.get("model_max_length")
+        self.model_max_length = int(max_len) if isinstance(max_len, (int, float)) and max_len < VERY_LARGE_INTEGER \
+            else VERY_LARGE_INTEGER
+        self.padding_side = config.get("padding_side", "right")
+        self.truncation_side = config.get("truncation_side", "right")
+        self.clean_up_tokenization_spaces = bool(config.get("clean_up_tokenization_spaces", False))
+        # Special tokens must never be split, whatever file they came from.
+        new_specials = [t for t in self.all_special_tokens if not self._is_added(t)]
+        if new_specials:
+            self.backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in new_specials])
+
+    def _is_added(self, token: str) -> bool:
+        return any(t.content == token for t in self.backend.get_added_tokens_decoder().values())
+
+    # ----- construction -----
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> "Tokenizer":
+        folder = Path(folder)
+        config = _read_json(folder / "special_tokens_map.json")
+        config.update(_read_json(folder / "tokenizer_config.json"))
+        if (folder / "tokenizer.json").is_file():
+            backend = RustTokenizer.from_file(str(folder / "tokenizer.json"))
+            _apply_config_overrides(backend, config)
+        elif (folder / "vocab.txt").is_file():
+            backend = _wordpiece_from_vocab(folder / "vocab.txt", config)
+        elif (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+            backend = _byte_bpe_from_files(folder / "vocab.json", folder / "merges.txt", config)
+        else:
+            raise OSError(
+                f"No tokenizer files in {str(folder)!r}: expected tokenizer.json, vocab.txt (WordPiece), or "
+                f"vocab.json + merges.txt (byte-level BPE). Files present: {sorted(p.name for p in folder.iterdir())}.")
+        added = _read_json(folder / "added_tokens.json")
+        if added and not (folder / "tokenizer.json").is_file():
+            backend.add_tokens([t for t, _ in sorted(added.items(), key=lambda kv: kv[1])])
+        return cls(backend, config)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.backend.save(str(folder / "tokenizer.json"))
+        config = {k: v for k, v in self.config.items() if k != "added_tokens_decoder"}
+        config.update(self.special_tokens)
+        config["model_max_length"] = self.model_max_length
+        (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
+        (folder / "special_tokens_map.json").write_text(json.dumps(self.special_tokens, indent=2))
+
+    # ----- special tokens and vocabulary -----
+    def __getattr__(self, name: str):
+        # bos_token, mask_token_id, ... resolved from the special-token table.
+        if name.endswith("_token_id") and name[:-3] in SPECIAL_TOKEN_NAMES:
+            token = self.__dict__.get("special_tokens", {}).get(name[:-3])
+            return None if token is None else self.backend.token_to_id(token)
+        if name in SPECIAL_TOKEN_NAMES:
+            return self.__dict__.get("special_tokens", {}).get(name)
+        raise AttributeError(name)
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        seen = []
+        for t in [*self.special_tokens.values(), *self.additional_special_tokens]:
+            if t not in seen:
+                seen.append(t)
+        return seen
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        ids = (self.backend.token_to_id(t) for t in self.all_special_tokens)
+        return [i for i in ids if i is not None]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=False)
+
+    def __len__(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def get_vocab(self) -> dict[str, int]:
+        return self.backend.get_vocab(with_added_tokens=True)
+
+    def convert_tokens_to_ids(self, tokens: str | list[str]):
+        if isinstance(tokens, str):
+            found = self.backend.token_to_id(tokens)
+            return self.unk_token_id if found is None else found
+        return [self.convert_tokens_to_ids(t) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids: int | list[int]):
+        if isinstance(ids, int):
+            return self.backend.id_to_token(ids)
+        return [self.backend.id_to_token(int(i)) for i in ids]
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        return self.backend.num_special_tokens_to_add(pair)
+
+    # ----- encoding -----
+    def encode(self, text, text_pair=None, *, add_special_tokens: bool = True, truncation: bool | str = False,
+               max_length: int | None = None, stride: int = 0, return_overflowing_tokens: bool = False,
+               is_split_into_words: bool = False) -> list[Encoding]:
+        """Encode one text (or pair). Returns [main] plus, with `return_overflowing_tokens`, one
+        encoding per overflowing window (stride = tokens shared by consecutive windows)."""
+        return self.encode_batch([text], [text_pair] if text_pair is not None else None,
+                                 add_special_tokens=add_special_tokens, truncation=truncation,
+                                 max_length=max_length, stride=stride,
+                                 return_overflowing_tokens=return_overflowing_tokens,
+                                 is_split_into_words=is_split_into_words)[0]
+
+    def encode_batch(self, texts: list, text_pairs: list | None = None, *, add_special_tokens: bool = True,
+                     truncation: bool | str = False, max_length: int | None = None, stride: int = 0,
+                     return_overflowing_tokens: bool = False, is_split_into_words: bool = False
+                     ) -> list[list[Encoding]]:
+        inputs = list(texts) if text_pairs is None else list(zip(texts, text_pairs))
+        strategy = _truncation_strategy(truncation)
+        if strategy is not None and max_length is None:
+            max_length = self.model_max_length if self.model_max_length < VERY_LARGE_INTEGER else None
+        with self._lock:
+            if strategy is not None and max_length is not None:
+                self.backend.enable_truncation(max_length, stride=stride, strategy=strategy,
+                                               direction=self.truncation_side)
+            else:
+                self.backend.no_truncation()
+            try:
+                encodings = self.backend.encode_batch(inputs, is_pretokenized=is_split_into_words,
+                                                      add_special_tokens=add_special_tokens)
+            finally:
+                self.backend.no_truncation()
+        if return_overflowing_tokens:
+            return [[e, *e.overflowing] for e in encodings]
+        return [[e] for e in encodings]
+
+    # ----- decoding -----
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = False,
+               clean_up_tokenization_spaces: bool | None = None) -> str:
+        ids = [int(i) for i in ids]
+        with self._lock:
+            text = self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
+        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None \
+            else clean_up_tokenization_spaces
+        return clean_up_tokenization(text) if clean else text
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={len(self)}, model_max_length={self.model_max_length}, " \
+               f"special_tokens={self.special_tokens})"
+
+
+def clean_up_tokenization(text: str) -> str:
+    """transformers' clean-up of spaces before punctuation and English contractions."""
+    for before, after in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                          (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+        text = text.replace(before, after)
+    return text
+
+
+def _truncation_strategy(truncation: bool | str | None) -> str | None:
+    if truncation is None or truncation is False or truncation == "do_not_truncate":
+        return None
+    if truncation is True:
+        return "longest_first"
+    if truncation in ("longest_first", "only_first", "only_second"):
+        return truncation
+    raise ValueError(f"`truncation` must be a bool or one of 'longest_first', 'only_first', 'only_second', "
+                     f"'do_not_truncate'; got {truncation!r}.")
+
+
+def _apply_config_overrides(backend: RustTokenizer, config: dict) -> None:
+    """tokenizer_config.json wins over tokenizer.json for BERT normaliser options (as BertTokenizerFast)."""
+    state = json.loads(backend.normalizer.__getstate__()) if backend.normalizer is not None else {}
+    if state.get("type") != "BertNormalizer":
+        return
+    wanted = {"lowercase": config.get("do_lower_case", state.get("lowercase")),
+              "strip_accents": config.get("strip_accents", state.get("strip_accents")),
+              "handle_chinese_chars": config.get("tokenize_chinese_chars", state.get("handle_chinese_chars"))}
+    if any(state.get(k) != v for k, v in wanted.items()):
+        backend.normalizer = normalizers.BertNormalizer(clean_text=state.get("clean_text", True), **wanted)
+
+
+def _wordpiece_from_vocab(vocab_file: Path, config: dict) -> RustTokenizer:
+    vocab = {}
+    for index, line in enumerate(vocab_file.read_text(encoding="utf-8").splitlines()):
+        vocab.setdefault(line.rstrip("\n"), index)
+    unk = _token_text(config.get("unk_token")) or "[UNK]"
+    config.setdefault("unk_token", unk)
+    for name, default in (("cls_token", "[CLS]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"),
+                          ("mask_token", "[MASK]")):
+        config.setdefault(name, default)
+    backend = RustTokenizer(models.WordPiece(vocab, unk_token=unk, max_input_chars_per_word=100))
+    backend.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=config.get("tokenize_chinese_chars", True),
+        strip_accents=config.get("strip_accents"), lowercase=config.get("do_lower_case", True))
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece(prefix="##")
+    cls, sep = _token_text(config["cls_token"]), _token_text(config["sep_token"])
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+        special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])])
+    return backend
+
+
+def _byte_bpe_from_files(vocab_file: Path, merges_file: Path, config: dict) -> RustTokenizer:
+    vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
+    merges = [tuple(line.split()) for line in merges_file.read_text(encoding="utf-8").splitlines()
+              if line and not line.startswith("#version")]
+    add_prefix_space = bool(config.get("add_prefix_space", False))
+    backend = RustTokenizer(models.BPE(vocab, merges, continuing_subword_prefix="", end_of_word_suffix="",
+                                       fuse_unk=False))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer_class = str(config.get("tokenizer_class", ""))
+    if tokenizer_class.startswith(("Roberta", "Bart", "Longformer", "XLMRoberta", "Camembert")):
+        for name, default in (("bos_token", "<s>"), ("eos_token", "</s>"), ("sep_token", "</s>"),
+                              ("cls_token", "<s>"), ("unk_token", "<unk>"), ("pad_token", "<pad>"),
+                              ("mask_token", "<mask>")):
+            config.setdefault(name, default)
+        sep, cls = _token_text(config["sep_token"]), _token_text(config["cls_token"])
+        backend.post_processor = processors.RobertaProcessing(
+            (sep, vocab[sep]), (cls, vocab[cls]), trim_offsets=config.get("trim_offsets", True),
+            add_prefix_space=add_prefix_space)
+    else:
+        backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    return backend
