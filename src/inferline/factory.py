@@ -60,8 +60,10 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
 
     options = None
     spec = None
+    cls = pipeline_class
     if task is not None:
         task, spec, options = PIPELINE_REGISTRY.check_task(task)
+        cls = cls or spec.resolve_class()  # an unimplemented task fails here, before any loading
         if model is None:
             model, default_revision = default_model_for(spec, options)
             revision = revision if revision is not None else default_revision
@@ -85,7 +87,7 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
     if task is None:
         task = task_from_config(raw_config or {}, folder)
         task, spec, options = PIPELINE_REGISTRY.check_task(task)
-    cls = pipeline_class or spec.resolve_class()
+        cls = cls or spec.resolve_class()
 
     if not isinstance(model, nn.Module):
         model = _load_for_task(folder, spec.heads, raw_config, dtype, target_device, load_model)

@@ -40,9 +40,10 @@ class TextClassificationPipeline(Pipeline):
     """Classify texts; `top_k` (None = every label), `function_to_apply`, pairs as {"text", "text_pair"}."""
 
     def __call__(self, inputs=None, *args, **kwargs):
-        # transformers' legacy shape: a lone string with no call-time top_k gives a one-element list.
+        # transformers' legacy shape: a lone string with no top_k gives a one-element list. (transformers
+        # also wraps when top_k was set at construction, contradicting its docs; we follow the docs.)
         result = super().__call__(inputs, *args, **kwargs)
-        if isinstance(inputs, str) and "top_k" not in kwargs:
+        if isinstance(inputs, str) and "top_k" not in kwargs and self._postprocess_params.get("legacy", True):
             return [result]
         return result
 
