@@ -40,16 +40,25 @@ class BertConfig(ModelConfig):
 
 
 class BertEmbeddings(nn.Module):
-    """word + position + token-type embeddings, then LayerNorm."""
+    """word + position (+ token-type) embeddings, then LayerNorm.
 
-    def __init__(self, cfg: BertConfig):
+    Sizes are arguments so other families reuse it: ELECTRA (embedding_size), DistilBERT (no token types:
+    type_vocab_size=0). `position_offset` is RoBERTa's: real tokens are numbered from pad_token_id + 1.
+    """
+
+    def __init__(self, vocab_size: int, size: int, max_positions: int, type_vocab_size: int, eps: float,
+                 position_offset: int | None = None):
         super().__init__()
-        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
-        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
-        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        # RoBERTa numbers real tokens from pad_token_id + 1 and gives padding the pad position.
-        self.position_offset = cfg.pad_token_id if cfg.roberta_like else None
+        self.word_embeddings = nn.Embedding(vocab_size, size)
+        self.position_embeddings = nn.Embedding(max_positions, size)
+        self.token_type_embeddings = nn.Embedding(type_vocab_size, size) if type_vocab_size else None
+        self.LayerNorm = nn.LayerNorm(size, eps=eps)
+        self.position_offset = position_offset
+
+    @classmethod
+    def from_config(cls, cfg: BertConfig, size: int | None = None) -> "BertEmbeddings":
+        return cls(cfg.vocab_size, size or cfg.hidden_size, cfg.max_position_embeddings, cfg.type_vocab_size,
+                   cfg.layer_norm_eps, cfg.pad_token_id if cfg.roberta_like else None)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
         B, T = input_ids.shape
@@ -58,11 +67,12 @@ class BertEmbeddings(nn.Module):
         else:
             not_pad = (input_ids != self.position_offset).int()
             positions = torch.cumsum(not_pad, dim=1) * not_pad + self.position_offset
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        x = self.word_embeddings(input_ids) + self.position_embeddings(positions)
-        x = x + self.token_type_embeddings(token_type_ids)
-        return self.LayerNorm(x)  # (B, T, C)
+        x = self.word_embeddings(input_ids)
+        if self.token_type_embeddings is not None:  # summed in transformers' order: word, type, position
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(input_ids)
+            x = x + self.token_type_embeddings(token_type_ids)
+        return self.LayerNorm(x + self.position_embeddings(positions))  # (B, T, C)
 
 
 class BertModel(nn.Module):
@@ -71,7 +81,7 @@ class BertModel(nn.Module):
         if cfg.position_embedding_type != "absolute":
             raise UnsupportedModelError(
                 f"position_embedding_type {cfg.position_embedding_type!r} is not supported; only 'absolute'.")
-        self.embeddings = BertEmbeddings(cfg)
+        self.embeddings = BertEmbeddings.from_config(cfg)
         self.encoder = PostNormEncoder(cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads,
                                        cfg.intermediate_size, cfg.hidden_act, cfg.layer_norm_eps)
 
@@ -133,4 +143,11 @@ def _max_tokens(cfg: BertConfig) -> int:
     return cfg.max_position_embeddings - (cfg.pad_token_id + 1 if cfg.roberta_like else 0)
 
 
-FAMILY = Family("bert", BertConfig, HEADS, build, weight_map, _prefix, max_tokens=_max_tokens)
+def _input_names(cfg: BertConfig) -> tuple[str, ...]:
+    # RoBERTa-style tokenizers give the model no token types (transformers sends none); the type ids of a
+    # pair's overflowing windows can even hold 1s that a one-row type table cannot take.
+    return ("input_ids", "attention_mask") if cfg.roberta_like else ("input_ids", "attention_mask", "token_type_ids")
+
+
+FAMILY = Family("bert", BertConfig, HEADS, build, weight_map, _prefix, max_tokens=_max_tokens,
+                input_names=_input_names)
