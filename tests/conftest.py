@@ -12,6 +12,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a hub
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny models: threads only add contention (pytest -n 2 uses both cores)
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 from fixtures.checkpoints import build  # noqa: E402
 
