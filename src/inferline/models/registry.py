@@ -22,6 +22,10 @@ MODEL_TYPES = {
     "distilbert": "distilbert",
     "electra": "electra",
     "deberta-v2": "deberta_v2",
+    "t5": "t5", "mt5": "t5",
+    "bart": "bart", "mbart": "bart", "marian": "bart",
+    "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "phi3": "phi3",
+    "gpt2": "gpt2",
 }
 
 
@@ -35,7 +39,7 @@ class Family:
     build: Callable[[Any, str], nn.Module]  # (config, head) → module (called on the meta device)
     weight_map: Callable[[Any, str], WeightMap]  # (config, head) → its checkpoint renames
     base_prefix: Callable[[Any], str]  # config → name of the backbone inside head models
-    input_names: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
+    input_names: tuple[str, ...] | Callable[[Any], tuple[str, ...]] = ("input_ids", "attention_mask", "token_type_ids")
     max_tokens: Callable[[Any], int | None] | None = None  # longest input the model takes; None = no limit
 
 
@@ -87,7 +91,7 @@ def load_model(folder: Path, head: str, config: dict[str, Any] | None = None, dt
                          device, family.base_prefix(cfg))
     model.config = cfg
     model.head = head
-    model.input_names = family.input_names
+    model.input_names = family.input_names(cfg) if callable(family.input_names) else family.input_names
     model.checkpoint_dir = Path(folder)
     model.max_input_tokens = family.max_tokens(cfg) if family.max_tokens else cfg.max_position_embeddings
     return model

@@ -25,5 +25,7 @@ def save_model(model, directory: Path, custom_task: str | None = None, pipeline_
         if tensor.data_ptr() in seen and tensor.numel():
             continue
         seen.add(tensor.data_ptr())
+        if ours in getattr(model, "checkpoint_transposed", ()):
+            tensor = tensor.t()  # back to the checkpoint's layout (GPT-2 Conv1D)
         tensors[names[ours]] = tensor.detach().to("cpu").contiguous()
     save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})

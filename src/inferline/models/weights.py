@@ -26,11 +26,14 @@ class WeightMap:
     renames: (regex, replacement) applied in order to each checkpoint key.
     unused:  regexes of checkpoint keys the family knowingly ignores (e.g. a pooler under a token head).
     tied:    our key → our key it shares storage with when the checkpoint omits it (tied embeddings).
+    transpose: regexes of our keys the checkpoint stores transposed (GPT-2's Conv1D keeps (in, out));
+             they are loaded as (out, in) for nn.Linear and saved back transposed.
     """
 
     renames: list[tuple[str, str]] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
     tied: dict[str, str] = field(default_factory=dict)
+    transpose: list[str] = field(default_factory=list)
 
     def rename(self, key: str) -> str:
         for pattern, replacement in self.renames:
@@ -95,18 +98,23 @@ def load_weights(build: Callable[[], nn.Module], state: dict[str, torch.Tensor],
             f"The checkpoint has {len(unexpected)} tensor(s) {type(model).__name__} does not know: "
             f"{_preview(unexpected)}.")
     loaded = {}
+    transpose = [re.compile(p) for p in weight_map.transpose]
+    transposed = {name for name in expected if name in renamed and any(p.search(name) for p in transpose)}
     for name, target in expected.items():
         if name not in renamed:
             continue
-        tensor = renamed[name]
+        tensor = renamed[name].t() if name in transposed else renamed[name]
         if tensor.shape != target.shape:
             raise WeightLoadingError(f"Tensor {name!r}: the model expects shape {tuple(target.shape)}, "
                                      f"the checkpoint has {tuple(tensor.shape)}.")
         if tensor.is_floating_point():
             tensor = tensor.to(dtype)
         loaded[name] = tensor.to(device)
+        if name in transposed:
+            loaded[name] = loaded[name].contiguous()
     model.load_state_dict(loaded, strict=False, assign=True)
     model.checkpoint_names = {k: origin[k] for k in loaded}  # ours → checkpoint's, for save_pretrained
+    model.checkpoint_transposed = transposed  # ours stored transposed in the checkpoint, for save_pretrained
     for ours, source in weight_map.tied.items():
         if ours not in renamed:
             _set_parameter(model, ours, _get_parameter(model, source))
