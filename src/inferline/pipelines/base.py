@@ -92,7 +92,7 @@ class Pipeline:
             return list(self._run(inputs, size, params))
         if isinstance(inputs, Iterator) or _is_dataset(inputs):
             return self._run(inputs if isinstance(inputs, Iterator) else _iter_dataset(inputs), size, params)
-        return next(self._run([inputs], 1, params))
+        return next(self._run([inputs], size, params))  # size matters for a ChunkPipeline's pieces
 
     def predict(self, X):
         """scikit-learn style alias of `__call__`."""

@@ -8,7 +8,9 @@
 Without `pooling` each input gives [1][tokens][hidden] nested lists, as transformers does, at its
 own length whatever the batch. `pooling` ("mean", "cls", "max", or "auto" to read the checkpoint's
 sentence-transformers 1_Pooling/config.json) gives one [hidden] vector per input; `normalize=True`
-scales it to unit length, which together equal sentence-transformers' `encode`.
+scales it to unit length, which together equal sentence-transformers' `encode`. "auto" also cuts
+inputs, silently as sentence-transformers does, to the checkpoint's sentence_bert_config.json
+`max_seq_length`.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class FeatureExtractionPipeline(Pipeline):
             if pooling not in POOLINGS:
                 raise ValueError(f"`pooling` must be one of {', '.join(POOLINGS)}; got {pooling!r}.")
             postprocess["pooling"] = self._pooling_from_checkpoint() if pooling == "auto" else pooling
+            # Always set, so a call-time pooling overrides the length limit of a construction-time "auto".
+            tokenize_kwargs["pooling_max_length"] = self._max_seq_length() if pooling == "auto" else None
         if normalize is not None:
             postprocess["normalize"] = bool(normalize)
         return tokenize_kwargs, {}, postprocess
@@ -65,7 +69,18 @@ class FeatureExtractionPipeline(Pipeline):
         raise ValueError(f"{str(path)!r} asks for a pooling mode inferline does not offer; use pooling='mean', "
                          f"'cls' or 'max'.")
 
-    def preprocess(self, inputs, truncation=None, max_length=None, add_special_tokens=True):
+    def _max_seq_length(self) -> int | None:
+        """sentence-transformers' input limit (sentence_bert_config.json max_seq_length), if the checkpoint has one."""
+        folder = getattr(self.model, "checkpoint_dir", None)
+        path = folder / "sentence_bert_config.json" if folder is not None else None
+        if path is None or not path.is_file():
+            return None
+        return json.loads(path.read_text()).get("max_seq_length")
+
+    def preprocess(self, inputs, truncation=None, max_length=None, add_special_tokens=True, pooling_max_length=None):
+        if pooling_max_length is not None and max_length is None:
+            max_length = pooling_max_length
+            truncation = True if truncation is None else truncation  # sentence-transformers cuts without a warning
         encoding = encode(self, check_text(inputs), truncation=truncation, max_length=max_length,
                           add_special_tokens=add_special_tokens)
         return encoding_tensors(encoding, self._model_input_names())
