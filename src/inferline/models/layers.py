@@ -172,15 +172,20 @@ def sinusoidal_positions(num_positions: int, dim: int) -> torch.Tensor:
 
 
 class RMSNorm(nn.Module):
-    """Root-mean-square norm (Llama, T5): x / rms(x) * weight, computed in float32."""
+    """Root-mean-square norm (Llama, T5): x / rms(x) * weight, computed in float32.
 
-    def __init__(self, size: int, eps: float = 1e-6):
+    The normalised value goes back to the input's dtype (Llama), or with `to_weight_dtype` to the weight's
+    (T5: its residual stream turns float32 after the float32 `wo`, while its norms stay half precision).
+    """
+
+    def __init__(self, size: int, eps: float = 1e-6, to_weight_dtype: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(size))
         self.eps = eps
+        self.to_weight_dtype = to_weight_dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
+        dtype = self.weight.dtype if self.to_weight_dtype else x.dtype
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x.to(dtype)

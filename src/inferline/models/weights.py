@@ -28,12 +28,15 @@ class WeightMap:
     tied:    our key → our key it shares storage with when the checkpoint omits it (tied embeddings).
     transpose: regexes of our keys the checkpoint stores transposed (GPT-2's Conv1D keeps (in, out));
              they are loaded as (out, in) for nn.Linear and saved back transposed.
+    keep_float32: regexes of our keys kept in float32 when loading in float16 (transformers'
+             _keep_in_fp32_modules: T5's `wo`, so that float16 T5 does not overflow).
     """
 
     renames: list[tuple[str, str]] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
     tied: dict[str, str] = field(default_factory=dict)
     transpose: list[str] = field(default_factory=list)
+    keep_float32: list[str] = field(default_factory=list)
 
     def rename(self, key: str) -> str:
         for pattern, replacement in self.renames:
@@ -108,7 +111,8 @@ def load_weights(build: Callable[[], nn.Module], state: dict[str, torch.Tensor],
             raise WeightLoadingError(f"Tensor {name!r}: the model expects shape {tuple(target.shape)}, "
                                      f"the checkpoint has {tuple(tensor.shape)}.")
         if tensor.is_floating_point():
-            tensor = tensor.to(dtype)
+            keep = dtype == torch.float16 and any(re.search(p, name) for p in weight_map.keep_float32)
+            tensor = tensor.to(torch.float32 if keep else dtype)
         loaded[name] = tensor.to(device)
         if name in transposed:
             loaded[name] = loaded[name].contiguous()

@@ -21,7 +21,7 @@ from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 VERY_LARGE_INTEGER = int(1e30)  # transformers' "no limit" model_max_length
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-                   "vocab.json", "merges.txt", "added_tokens.json")
+                   "vocab.json", "merges.txt", "added_tokens.json", "spiece.model", "source.spm")
 
 
 def _token_text(value: Any) -> str | None:
@@ -74,14 +74,22 @@ class Tokenizer:
         if (folder / "tokenizer.json").is_file():
             backend = RustTokenizer.from_file(str(folder / "tokenizer.json"))
             _apply_config_overrides(backend, config)
+        elif (folder / "source.spm").is_file() and (folder / "vocab.json").is_file():
+            from .sentencepiece import MarianTokenizer  # optional `sentencepiece` dependency
+
+            return MarianTokenizer(folder, config)
+        elif (folder / "spiece.model").is_file():
+            from .sentencepiece import t5_backend
+
+            backend = t5_backend(folder / "spiece.model", config)
         elif (folder / "vocab.txt").is_file():
             backend = _wordpiece_from_vocab(folder / "vocab.txt", config)
         elif (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
             backend = _byte_bpe_from_files(folder / "vocab.json", folder / "merges.txt", config)
         else:
             raise OSError(
-                f"No tokenizer files in {str(folder)!r}: expected tokenizer.json, vocab.txt (WordPiece), or "
-                f"vocab.json + merges.txt (byte-level BPE). Files present: {sorted(p.name for p in folder.iterdir())}.")
+                f"No tokenizer files in {str(folder)!r}: expected tokenizer.json, vocab.txt (WordPiece), "
+                f"vocab.json + merges.txt (byte-level BPE), spiece.model (T5) or source.spm + vocab.json (Marian). Files present: {sorted(p.name for p in folder.iterdir())}.")
         added = _read_json(folder / "added_tokens.json")
         if added and not (folder / "tokenizer.json").is_file():
             backend.add_tokens([t for t, _ in sorted(added.items(), key=lambda kv: kv[1])])
@@ -140,6 +148,11 @@ class Tokenizer:
         if isinstance(ids, int):
             return self.backend.id_to_token(ids)
         return [self.backend.id_to_token(int(i)) for i in ids]
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        """Tokens → text through the backend's decoder (space-joined without one), as fast tokenizers do."""
+        decoder = self.backend.decoder
+        return decoder.decode(list(tokens)) if decoder is not None else " ".join(tokens)
 
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         return self.backend.num_special_tokens_to_add(pair)
