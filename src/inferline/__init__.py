@@ -22,6 +22,7 @@ _LAZY = {
     "get_supported_tasks": "inferline.tasks",
     "Tokenizer": "inferline.processing.tokenizer",
     "load_model": "inferline.models.registry",
+    "Conversation": "inferline.pipelines.conversational",
 }
 
 __all__ = sorted(_LAZY)

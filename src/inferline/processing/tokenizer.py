@@ -18,6 +18,8 @@ from tokenizers import AddedToken, Encoding
 from tokenizers import Tokenizer as RustTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
+from .chat_template import as_templates, load_chat_template, render_chat, select_template
+
 VERY_LARGE_INTEGER = int(1e30)  # transformers' "no limit" model_max_length
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
@@ -57,6 +59,7 @@ class Tokenizer:
         self.padding_side = config.get("padding_side", "right")
         self.truncation_side = config.get("truncation_side", "right")
         self.clean_up_tokenization_spaces = bool(config.get("clean_up_tokenization_spaces", False))
+        self.chat_template = as_templates(config.get("chat_template"))  # str, {name: str} or None
         # Special tokens must never be split, whatever file they came from.
         new_specials = [t for t in self.all_special_tokens if not self._is_added(t)]
         if new_specials:
@@ -71,6 +74,8 @@ class Tokenizer:
         folder = Path(folder)
         config = _read_json(folder / "special_tokens_map.json")
         config.update(_read_json(folder / "tokenizer_config.json"))
+        if (template := load_chat_template(folder, config)) is not None:
+            config["chat_template"] = template
         if (folder / "tokenizer.json").is_file():
             backend = RustTokenizer.from_file(str(folder / "tokenizer.json"))
             _apply_config_overrides(backend, config)
@@ -192,6 +197,54 @@ class Tokenizer:
             return [[e, *e.overflowing] for e in encodings]
         return [[e] for e in encodings]
 
+    def apply_chat_template(self, conversation, add_generation_prompt: bool = False,
+                            continue_final_message: bool = False, tokenize: bool = False,
+                            chat_template: str | None = None, tools: list | None = None,
+                            documents: list | None = None, **template_kwargs) -> str | list[int]:
+        """Format chat messages with the model's template (processing/chat_template.py): the prompt text,
+        or its token ids with `tokenize=True` (no special tokens added: the template holds them)."""
+        template = select_template(self.chat_template, chat_template, tools)
+        variables = {**self.special_tokens_map, **template_kwargs}
+        text = render_chat(template, conversation, add_generation_prompt, continue_final_message, tools=tools,
+                           documents=documents, **variables)
+        return self.encode(text, add_special_tokens=False)[0].ids if tokenize else text
+
+    @property
+    def special_tokens_map(self) -> dict[str, Any]:
+        """Special token name → text (and additional_special_tokens → list), as transformers' attribute."""
+        out: dict[str, Any] = dict(self.special_tokens)
+        if self.additional_special_tokens:
+            out["additional_special_tokens"] = list(self.additional_special_tokens)
+        return out
+
+    # ----- language codes (mBART, mBART-50, NLLB): the source code sits in the special-token template -----
+    @property
+    def language_codes(self) -> list[str]:
+        """A multilingual tokenizer's language codes (its tokenizer_config.json names a src_lang), else []."""
+        return list(self.additional_special_tokens) if "src_lang" in self.config else []
+
+    def for_source_language(self, src_lang: str) -> "Tokenizer":
+        """This tokenizer marking inputs as `src_lang` (what transformers' `tokenizer.src_lang = ...` does): the
+        language code in the post-processor template is swapped. A copy, cached per language; self is unchanged."""
+        cache = self.__dict__.setdefault("_by_source_language", {})
+        if src_lang not in cache:
+            with self._lock:
+                state = json.loads(self.backend.to_str())
+            codes = set(self.language_codes)
+            new_id = self.backend.token_to_id(src_lang)
+            new_id = self.unk_token_id if new_id is None else new_id  # an unknown code encodes as unk, as there
+            for template in _template_processors(state.get("post_processor")):
+                for key in ("single", "pair"):
+                    for piece in template.get(key) or []:
+                        if piece.get("SpecialToken", {}).get("id") in codes:
+                            piece["SpecialToken"]["id"] = src_lang
+                specials = {k: v for k, v in template.get("special_tokens", {}).items() if k not in codes}
+                template["special_tokens"] = {**specials, src_lang: {"id": src_lang, "ids": [new_id],
+                                                                     "tokens": [src_lang]}}
+            backend = RustTokenizer.from_str(json.dumps(state))
+            cache[src_lang] = Tokenizer(backend, {**self.config, "src_lang": src_lang})
+        return cache[src_lang]
+
     # ----- decoding -----
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False,
                clean_up_tokenization_spaces: bool | None = None) -> str:
@@ -282,3 +335,12 @@ def _byte_bpe_from_files(vocab_file: Path, merges_file: Path, config: dict) -> R
     else:
         backend.post_processor = processors.ByteLevel(trim_offsets=False)
     return backend
+
+
+def _template_processors(state: dict | None) -> list[dict]:
+    """The TemplateProcessing entries of a serialised post-processor (itself, or inside a Sequence)."""
+    if not state:
+        return []
+    if state.get("type") == "Sequence":
+        return [p for inner in state.get("processors", []) for p in _template_processors(inner)]
+    return [state] if state.get("type") == "TemplateProcessing" else []
