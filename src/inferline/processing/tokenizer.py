@@ -233,6 +233,8 @@ class Tokenizer:
             codes = set(self.language_codes)
             new_id = self.backend.token_to_id(src_lang)
             new_id = self.unk_token_id if new_id is None else new_id  # an unknown code encodes as unk, as there
+            if new_id is None:
+                raise ValueError(f"Unknown language code {src_lang!r}; known: {', '.join(self.language_codes)}.")
             for template in _template_processors(state.get("post_processor")):
                 for key in ("single", "pair"):
                     for piece in template.get(key) or []:
