@@ -142,7 +142,6 @@ def test_streamer(checkpoint, pipelines):
 def test_summarization_lengths(checkpoint, pipelines, arch):
     theirs, ours = pipelines("summarization", checkpoint(arch, "seq2seq-lm"))
     text = " ".join(TEXTS)
-    # max_new_tokens=None lets max_length rule: transformers' pipeline default max_new_tokens=256 otherwise wins.
     for kwargs in ({"min_length": 4, "max_length": 9, "max_new_tokens": None},
                    {"min_length": 6, "max_length": 9, "max_new_tokens": None, "num_beams": 1},
                    {"min_new_tokens": 3, "max_new_tokens": 6}):
@@ -153,16 +152,35 @@ def test_summarization_lengths(checkpoint, pipelines, arch):
                 theirs([text, TEXTS[1]], max_new_tokens=5, return_tensors=True))
 
 
+@pytest.mark.parametrize("construction", [{}, {"max_length": 9}], ids=["call", "construction"])
+def test_max_length_is_honoured(checkpoint, pipelines, construction):
+    """Deliberate: documented, max_length bounds the output; transformers 4.57.6 overrides a given max_length with
+    its pipeline default max_new_tokens=256 (so it must be told max_new_tokens=None to agree)."""
+    path = checkpoint("bart", "seq2seq-lm")
+    theirs, ours = pipelines("summarization", path)
+    _, built = pipelines("summarization", path, **construction)
+    text = " ".join(TEXTS)
+    call = {} if construction else {"max_length": 9}
+    result = built(text, min_length=4, return_tensors=True, **call)
+    assert len(result[0]["summary_token_ids"]) <= 9
+    assert_same(result, theirs(text, min_length=4, max_length=9, max_new_tokens=None, return_tensors=True))
+    # An explicit max_new_tokens still wins over max_length, in both libraries.
+    kwargs = {"max_length": 4, "max_new_tokens": 6, "num_beams": 1, "return_tensors": True}
+    assert_same(ours(text, **kwargs), theirs(text, **kwargs))
+
+
 def test_checkpoint_generation_defaults(checkpoint, pipelines):
-    """distilbart-cnn style: generation settings in the checkpoint. Its max_length displaces the pipeline's
-    max_new_tokens=256; its num_beams does not displace the pipeline's num_beams=4 (transformers' precedence)."""
+    """distilbart-cnn style: generation settings in the checkpoint win over the pipeline defaults. Its max_length
+    displaces the pipeline's max_new_tokens=256 (in both libraries)."""
     path = checkpoint("bart", "seq2seq-lm", max_length=9, min_length=3, num_beams=2, no_repeat_ngram_size=2,
                       length_penalty=2.0, early_stopping=True)
     theirs, ours = pipelines("summarization", path)
     config = ours.generation_config
-    assert (config.max_new_tokens, config.max_length, config.num_beams) == (None, 9, 4)
+    assert (config.max_new_tokens, config.max_length, config.num_beams) == (None, 9, 2)
     text = " ".join(TEXTS)
-    assert_same(ours(text, return_tensors=True), theirs(text, return_tensors=True))
+    # Deliberate: documented, the checkpoint's num_beams=2 beats the pipeline default 4 (transformers 4.57.6 uses 4).
+    assert_same(ours(text, return_tensors=True), theirs(text, num_beams=2, return_tensors=True))
+    assert_same(ours(text, num_beams=4, return_tensors=True), theirs(text, return_tensors=True))
     assert_same(ours(text, num_beams=1, max_length=7), theirs(text, num_beams=1, max_length=7))
 
 
@@ -175,11 +193,18 @@ def test_summarization_warns_like_transformers(checkpoint, pipelines, caplog):
 
 def test_summarization_task_specific_params(checkpoint, pipelines):
     """T5: task_specific_params["summarization"] supplies the prefix and generation settings."""
-    theirs, ours = pipelines("summarization", t5_with_task_params(checkpoint))
+    path = t5_with_task_params(checkpoint)
+    theirs, ours = pipelines("summarization", path)
     assert ours.prefix == theirs.prefix == "summarize: "
-    assert (ours.generation_config.num_beams, ours.generation_config.no_repeat_ngram_size) == (3, 3)
+    config = ours.generation_config
+    assert (config.num_beams, config.no_repeat_ngram_size, config.max_length, config.max_new_tokens) == (3, 3, 12, None)
     text = " ".join(TEXTS)
-    assert_same(ours(text, max_new_tokens=None), theirs(text, max_new_tokens=None))  # task max_length=12 rules
+    # Deliberate: the task's max_length=12 rules (transformers 4.57.6 keeps its max_new_tokens=256 over it).
+    assert_same(ours(text), theirs(text, max_new_tokens=None))
+    assert_same(ours(text, max_new_tokens=None), theirs(text, max_new_tokens=None))
+    # Deliberate: construction kwargs beat the checkpoint's task_specific_params (transformers: the reverse).
+    _, built = pipelines("summarization", path, num_beams=1)
+    assert_same(built(text, max_new_tokens=6), theirs(text, max_new_tokens=6, num_beams=1))
     assert_same(ours(text, max_new_tokens=6, num_beams=1), theirs(text, max_new_tokens=6, num_beams=1))
     assert_same(ours([text, TEXTS[0]], max_new_tokens=5, return_tensors=True),
                 theirs([text, TEXTS[0]], max_new_tokens=5, return_tensors=True))

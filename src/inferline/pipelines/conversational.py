@@ -156,11 +156,11 @@ class ConversationalPipeline(TextGenerationPipeline):
     def _is_single_input(self, inputs) -> bool:
         return False
 
-    def _default_generation_config(self):
-        config, defaulted = super()._default_generation_config()
-        if config.max_new_tokens is None:
+    def _default_generation_config(self, config, tokenizer):
+        config, defaulted = super()._default_generation_config(config, tokenizer)
+        if config.max_new_tokens is None:  # the 4.41 default, unless a call gives a length
             config = dataclasses.replace(config, max_new_tokens=256)
-            defaulted.add("max_new_tokens")
+            defaulted |= {"max_new_tokens"}
         return config, defaulted
 
     def _sanitize_parameters(self, min_length_for_response=None, minimum_tokens=None,

@@ -7,14 +7,15 @@
 [{'translation_text': 'Das Haus ist wunderbar.'}]
 
 Generation settings come, lowest priority first, from the pipeline defaults (max_new_tokens=256,
-num_beams=4), the checkpoint's generation_config.json (or config.json), construction kwargs, and
-config.json's legacy `task_specific_params[task]` (whose `prefix`, e.g. T5's "summarize: ", is put in
-front of every input); call-time kwargs win over all of them — the order transformers 4.57.6 uses.
+num_beams=4; only for what the checkpoint leaves unset), the checkpoint's generation_config.json (or
+config.json), config.json's legacy `task_specific_params[task]` (whose `prefix`, e.g. T5's "summarize: ",
+is put in front of every input), construction kwargs and call kwargs. A given max_length is honoured.
+This is the documented order, as text-generation's (see generation_defaults); transformers 4.57.6 lets
+its pipeline defaults win over the checkpoint's settings and over a call-time max_length.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import logging
 import warnings
@@ -23,13 +24,10 @@ import torch
 
 from ..generation import GenerationConfig, generate
 from .base import Pipeline
+from .generation_defaults import GENERATE_EXTRAS, GENERATION_PARAMETERS, GenerationDefaults
 from .text import check_text, encoding_tensors, model_token_limit
 
 logger = logging.getLogger(__name__)
-
-GENERATION_PARAMETERS = frozenset(f.name for f in dataclasses.fields(GenerationConfig)) - {"explicit"}
-GENERATE_EXTRAS = frozenset({"streamer", "generation_config", "use_cache"})  # generate() arguments beyond the config
-_DEFAULT_MAX_LENGTH = GenerationConfig().max_length
 
 
 class ReturnType(enum.Enum):
@@ -37,40 +35,7 @@ class ReturnType(enum.Enum):
     TEXT = 1
 
 
-def fill_model_defaults(config: GenerationConfig, model_defaults: GenerationConfig) -> GenerationConfig:
-    """Settings still at transformers' global default take the checkpoint's value, as `generate` does."""
-    base = GenerationConfig()
-    changes = {name: getattr(model_defaults, name) for name in GENERATION_PARAMETERS
-               if getattr(config, name) == getattr(base, name) and getattr(model_defaults, name) != getattr(base, name)}
-    out = dataclasses.replace(config, **changes)
-    return dataclasses.replace(out, do_sample=False) if out.temperature == 0.0 else out
-
-
-def pipeline_generation_config(model, tokenizer, task: str, defaults: dict, kwargs: dict
-                               ) -> tuple[GenerationConfig, str | None]:
-    """(generation config, input prefix) of a generating pipeline, built as transformers' Pipeline.__init__ does.
-
-    `defaults` are the pipeline's own (e.g. max_new_tokens=256), `kwargs` the construction-time generation
-    parameters. These are not "explicit" call parameters: an unset max_length keeps its default meaning.
-    """
-    model_defaults = GenerationConfig.for_model(model)
-    config = dataclasses.replace(fill_model_defaults(GenerationConfig(**defaults), model_defaults), **kwargs)
-    # A checkpoint that sets its own max_length keeps it, rather than the pipeline's max_new_tokens default.
-    if (defaults.get("max_new_tokens") is not None and config.max_new_tokens == defaults["max_new_tokens"]
-            and config.max_length != _DEFAULT_MAX_LENGTH):
-        config = dataclasses.replace(config, max_new_tokens=None)
-    raw = getattr(getattr(model, "config", None), "raw", None) or {}
-    prefix = raw.get("prefix")
-    task_params = dict((raw.get("task_specific_params") or {}).get(task) or {})
-    prefix = task_params.pop("prefix", prefix)
-    config = dataclasses.replace(config, **{k: v for k, v in task_params.items() if k in GENERATION_PARAMETERS})
-    if config.pad_token_id is None and getattr(tokenizer, "pad_token_id", None) is not None:
-        config = dataclasses.replace(config, pad_token_id=tokenizer.pad_token_id)
-    config.validate()
-    return config, prefix
-
-
-class Text2TextGenerationPipeline(Pipeline):
+class Text2TextGenerationPipeline(GenerationDefaults, Pipeline):
     """Generate text from text with an encoder-decoder (`seq2seq-lm`); any generation kwarg is accepted.
 
     A string gives `[{"generated_text": ...}]` (one dict per returned sequence); a list of strings gives
@@ -87,10 +52,7 @@ class Text2TextGenerationPipeline(Pipeline):
             raise ValueError(f"{type(self).__name__} needs an encoder-decoder model (a 'seq2seq-lm' head); got "
                              f"{type(model).__name__}.")
         task = task or self.registered_task or ""
-        construction = {k: kwargs.pop(k) for k in list(kwargs) if k in GENERATION_PARAMETERS}
-        self.generation_config, self.prefix = pipeline_generation_config(
-            model, tokenizer, task, self.default_generation, construction)
-        self._model_defaults = GenerationConfig.for_model(model)
+        self.init_generation(model, tokenizer, task)  # before super(): construction kwargs are validated against it
         super().__init__(model, tokenizer, task=task, **kwargs)
 
     def __call__(self, inputs=None, *args, **kwargs):
@@ -137,9 +99,8 @@ class Text2TextGenerationPipeline(Pipeline):
     def _forward(self, model_inputs, **generate_kwargs):
         input_ids = model_inputs["input_ids"]
         B, S = input_ids.shape
-        self.check_inputs(S, generate_kwargs.get("min_length", self.generation_config.min_length),
-                          generate_kwargs.get("max_length", self.generation_config.max_length))
         config = self._generation_config(generate_kwargs)
+        self.check_inputs(S, config.min_length, config.max_length)
         output_ids = generate(self.model, input_ids, model_inputs.get("attention_mask"), config,
                               streamer=generate_kwargs.get("streamer"), tokenizer=self.tokenizer)  # (B * n, L)
         output_ids = output_ids.reshape(B, -1, output_ids.shape[-1])  # (B, n, L)
@@ -159,12 +120,9 @@ class Text2TextGenerationPipeline(Pipeline):
         """Warn about inputs and lengths that are probably a mistake for this task (none here)."""
 
     def _generation_config(self, generate_kwargs: dict) -> GenerationConfig:
-        """The pipeline's config (or a call's `generation_config=`), checkpoint defaults filled in, kwargs on top."""
-        base = generate_kwargs.get("generation_config") or self.generation_config
-        if not isinstance(base, GenerationConfig):
-            raise TypeError(f"`generation_config` must be an inferline GenerationConfig; got {type(base).__name__}.")
+        """The config of one call: forward kwargs split into generation parameters and a `generation_config=`."""
         kwargs = {k: v for k, v in generate_kwargs.items() if k not in GENERATE_EXTRAS}  # use_cache: always on
-        return fill_model_defaults(base, self._model_defaults).update(**kwargs)
+        return self.resolve_generation_config(kwargs, generate_kwargs.get("generation_config"))
 
     def _encode(self, text: str, truncation, tokenizer=None):
         """Tokenise as transformers: no truncation unless asked (then to the tokenizer's model_max_length). An

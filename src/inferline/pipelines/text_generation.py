@@ -14,22 +14,21 @@ template), or a list / generator / dataset of either. Outputs: per input a list 
 with the reply appended) or {"generated_token_ids"} with return_tensors=True. Every generation parameter
 (max_new_tokens, do_sample, num_beams, stop_strings, streamer, ...) is accepted at construction and call.
 Unless the caller or the checkpoint's generation config sets them, generation uses max_new_tokens=256,
-do_sample=True and temperature=0.7. Batches are left-padded; greedy results do not depend on batch_size.
+do_sample=True and temperature=0.7 (the order: see generation_defaults). Batches are left-padded; greedy
+results do not depend on batch_size.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 
 import torch
 
-from ..generation import GenerationConfig, generate
+from ..generation import generate
 from ..processing.chat_template import check_messages
 from .base import Pipeline
+from .generation_defaults import GENERATE_EXTRAS, GENERATION_PARAMETERS, GenerationDefaults
 
-_GENERATION_FIELDS = {f.name for f in dataclasses.fields(GenerationConfig)} - {"explicit"}
-_GENERATE_EXTRAS = {"streamer", "generation_config", "use_cache"}  # generate() arguments beyond the config
 _ENCODE_KEYS = {"add_special_tokens", "truncation", "max_length", "padding"}
 
 
@@ -41,7 +40,7 @@ class ReturnType(enum.Enum):
     FULL_TEXT = 2
 
 
-class TextGenerationPipeline(Pipeline):
+class TextGenerationPipeline(GenerationDefaults, Pipeline):
     """Complete prompts or chats; see the module docstring for inputs, parameters and outputs."""
 
     padding_side = "left"
@@ -56,59 +55,11 @@ class TextGenerationPipeline(Pipeline):
             raise ValueError("text-generation needs a decoder-only (causal-lm) model; for an encoder-decoder use "
                              "the text2text-generation task.")
         super().__init__(model, tokenizer, **kwargs)
-        self.generation_config, self._defaulted = self._default_generation_config()
-        if "prefix" not in self._preprocess_params and self._model_prefix():
-            pre, fwd, _ = self._sanitize_parameters(prefix=self._model_prefix())
+        self.init_generation(self.model, self.tokenizer, self.task)
+        if "prefix" not in self._preprocess_params and self.prefix:
+            pre, fwd, _ = self._sanitize_parameters(prefix=self.prefix)
             self._preprocess_params, self._forward_params = {**self._preprocess_params, **pre}, \
                 {**self._forward_params, **fwd}
-
-    # ----- generation defaults -----
-    def _task_params(self) -> dict:
-        raw = getattr(self.model.config, "raw", None) or {}
-        return dict((raw.get("task_specific_params") or {}).get(self.task) or {})
-
-    def _model_prefix(self) -> str | None:
-        raw = getattr(self.model.config, "raw", None) or {}
-        return self._task_params().get("prefix", raw.get("prefix"))
-
-    def _default_generation_config(self) -> tuple[GenerationConfig, set]:
-        """The checkpoint's generation config (plus its task_specific_params), then the pipeline defaults
-        for what it leaves unset. transformers 4.57.6 lets its defaults win over a checkpoint's own
-        temperature / max_new_tokens, contradicting its documentation; we follow the documentation."""
-        config = GenerationConfig.for_model(self.model)
-        task_params = {k: v for k, v in self._task_params().items() if k in _GENERATION_FIELDS}
-        config = dataclasses.replace(config, **task_params)  # the model's settings for this task
-        unset, defaulted = GenerationConfig(), set()
-        for name, value in self.default_generation.items():
-            model_sets = getattr(config, name) != getattr(unset, name) or (
-                name == "max_new_tokens" and config.max_length != unset.max_length)
-            if not model_sets:
-                config = dataclasses.replace(config, **{name: value})
-                defaulted.add(name)
-        if config.temperature == 0.0:
-            config = dataclasses.replace(config, do_sample=False)
-        if config.pad_token_id is None and self.tokenizer.pad_token_id is not None:
-            config = dataclasses.replace(config, pad_token_id=self.tokenizer.pad_token_id)
-        return config, defaulted
-
-    def resolve_generation_config(self, generate_kwargs: dict, generation_config: GenerationConfig | None = None,
-                                  prefix_length: int = 0) -> GenerationConfig:
-        """The config one call generates with: the pipeline's (or the given one), updated by the kwargs."""
-        if generation_config is not None and not isinstance(generation_config, GenerationConfig):
-            raise TypeError(f"`generation_config` must be an inferline GenerationConfig; got "
-                            f"{type(generation_config).__name__}.")
-        base = generation_config or self.generation_config
-        defaulted = set() if generation_config is not None else self._defaulted
-        if "max_length" in generate_kwargs and "max_new_tokens" not in generate_kwargs and \
-                "max_new_tokens" in defaulted:
-            base = dataclasses.replace(base, max_new_tokens=None)  # a given max_length is honoured, as documented
-        config = base.update(**generate_kwargs)
-        if prefix_length and config.max_new_tokens is None:  # the prefix's tokens do not count against max_length
-            adjust = {"max_length": (generate_kwargs.get("max_length") or base.max_length) + prefix_length}
-            if config.min_new_tokens is None and "min_length" in generate_kwargs:
-                adjust["min_length"] = generate_kwargs["min_length"] + prefix_length
-            config = config.update(**adjust)
-        return config
 
     # ----- the contract -----
     def _is_single_input(self, inputs) -> bool:
@@ -119,12 +70,12 @@ class TextGenerationPipeline(Pipeline):
                              stop_sequence=None, truncation=None, max_length=None, continue_final_message=None,
                              add_generation_prompt=None, skip_special_tokens=None, tokenizer_encode_kwargs=None,
                              add_special_tokens=None, padding=None, **generate_kwargs):
-        unknown = sorted(k for k in generate_kwargs if k not in _GENERATION_FIELDS | _GENERATE_EXTRAS)
+        unknown = sorted(k for k in generate_kwargs if k not in GENERATION_PARAMETERS | GENERATE_EXTRAS)
         if unknown:
             raise TypeError(f"Unknown parameter(s) for {self.task or 'text-generation'}: {unknown}. Accepted: the "
                             f"pipeline's (return_full_text, return_tensors, prefix, stop_sequence, "
                             f"handle_long_generation, continue_final_message, ...) and the generation parameters "
-                            f"{sorted(_GENERATION_FIELDS | _GENERATE_EXTRAS)}.")
+                            f"{sorted(GENERATION_PARAMETERS | GENERATE_EXTRAS)}.")
         if max_length is not None:
             generate_kwargs["max_length"] = max_length
         preprocess = {k: v for k, v in dict(
@@ -209,7 +160,12 @@ class TextGenerationPipeline(Pipeline):
     def _forward(self, model_inputs, prefix_length=0, streamer=None, generation_config=None, use_cache=None,
                  **generate_kwargs):
         ids, mask = model_inputs["input_ids"], model_inputs["attention_mask"]  # (B, P), left-padded
-        config = self.resolve_generation_config(generate_kwargs, generation_config, prefix_length)
+        config = self.resolve_generation_config(generate_kwargs, generation_config)
+        if prefix_length and config.max_new_tokens is None:  # the prefix's tokens do not count against max_length
+            adjust = {"max_length": config.max_length + prefix_length}
+            if config.min_new_tokens is None and "min_length" in generate_kwargs:
+                adjust["min_length"] = config.min_length + prefix_length
+            config = config.update(**adjust)
         out = generate(self.model, ids, mask, config, streamer=streamer, tokenizer=self.tokenizer)
         out = out.view(ids.shape[0], -1, out.shape[-1])  # (B, num_return_sequences, T)
         pads = (mask == 0).sum(1).tolist()
@@ -242,7 +198,8 @@ class TextGenerationPipeline(Pipeline):
 
     def _hole(self, ids: list[int], generate_kwargs: dict) -> list[int]:
         """Cut the prompt from the left so the prompt and the new tokens fit the tokenizer's limit."""
-        config = self.resolve_generation_config({k: v for k, v in generate_kwargs.items() if k in _GENERATION_FIELDS})
+        config = self.resolve_generation_config({k: v for k, v in generate_kwargs.items()
+                                                 if k in GENERATION_PARAMETERS})
         new_tokens = config.max_new_tokens if config.max_new_tokens is not None else config.max_length - len(ids)
         if new_tokens < 0:
             raise ValueError(f"handle_long_generation='hole': the prompt ({len(ids)} tokens) is already longer than "
