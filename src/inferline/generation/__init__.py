@@ -3,7 +3,8 @@ every decoder.
 
 A decoder-only model offers:
     new_cache(batch_size, max_length) -> KVCache
-    forward(input_ids (B, T), attention_mask (B, S), cache, position_ids (B, T) | None) -> logits (B, T, V)
+    forward(input_ids (B, T), attention_mask (B, S), cache, position_ids (B, T) | None, last_only=False)
+        -> logits (B, T, V), or (B, 1, V) with last_only (the engine's prefill needs only the last position)
 where attention_mask covers every position so far (cached + new; 1 = real token, 0 = left padding) and
 the model writes the new keys/values into `cache` and advances it.
 

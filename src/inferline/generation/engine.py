@@ -30,7 +30,7 @@ class Decoder:
         if self.encoder_hidden is not None:
             logits = self.model.decode(new_ids, self.encoder_hidden, self.encoder_mask, self.cache)
         else:
-            logits = self.model(new_ids, self.mask[:, :length], self.cache)
+            logits = self.model(new_ids, self.mask[:, :length], self.cache, last_only=True)
         return logits[:, -1].float()
 
     def reorder(self, index: torch.Tensor) -> None:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
+from .heads import CausalLMModel
 from .layers import KVCache, activation, attention, causal_mask, merge_heads, positions_from_mask, split_heads
 from .registry import Family, UnsupportedModelError
 from .weights import WeightMap
@@ -112,6 +113,7 @@ class GPT2Model(nn.Module):
         super().__init__()
         if cfg.add_cross_attention:
             raise UnsupportedModelError("GPT-2 with add_cross_attention=True is not supported.")
+        self.cfg = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.n_positions, cfg.n_embd)
         self.h = nn.ModuleList(GPT2Block(cfg, i) for i in range(cfg.n_layer))
@@ -135,33 +137,17 @@ class GPT2Model(nn.Module):
             cache.advance(T)
         return self.ln_f(x)  # (B, T, C)
 
-
-class GPT2LMHeadModel(nn.Module):
-    """The causal-LM head: hidden states → vocabulary logits, with a preallocated KV cache for generation."""
-
-    is_encoder_decoder = False
-
-    def __init__(self, cfg: GPT2Config):
-        super().__init__()
-        self.cfg = cfg
-        self.transformer = GPT2Model(cfg)
-        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                cache: KVCache | None = None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        return self.lm_head(self.transformer(input_ids, attention_mask, cache, position_ids))  # (B, T, V)
-
     def new_cache(self, batch_size: int, max_length: int) -> KVCache:
-        weight = self.lm_head.weight
-        return KVCache(self.cfg.n_layer, batch_size, self.cfg.n_head, max_length, self.cfg.head_dim,
-                       weight.dtype, weight.device)
+        weight = self.wte.weight
+        cfg = self.cfg
+        return KVCache(cfg.n_layer, batch_size, cfg.n_head, max_length, cfg.head_dim, weight.dtype, weight.device)
 
 
 def build(cfg: GPT2Config, head: str) -> nn.Module:
     if head == "base":
         return GPT2Model(cfg)
     if head == "causal-lm":
-        return GPT2LMHeadModel(cfg)
+        return CausalLMModel(GPT2Model(cfg), "transformer", cfg.n_embd, cfg.vocab_size)
     raise UnsupportedModelError(f"no head {head!r}")
 
 

@@ -103,3 +103,25 @@ class MaskedLMModel(_WithBackbone):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
         return getattr(self, self.head_name)(self.backbone(input_ids, attention_mask, token_type_ids))
+
+
+class CausalLMModel(_WithBackbone):
+    """A decoder backbone (with `new_cache`) and a bias-free `lm_head`: the causal-LM head of every decoder.
+
+    `last_only` computes logits for the final position alone: a prompt's prefill needs no more, and the
+    vocabulary projection over every prompt position is the costliest matmul of generation.
+    """
+
+    is_encoder_decoder = False
+
+    def __init__(self, backbone: nn.Module, prefix: str, hidden_size: int, vocab_size: int):
+        super().__init__(backbone, prefix)
+        self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
+
+    def new_cache(self, batch_size: int, max_length: int):
+        return self.backbone.new_cache(batch_size, max_length)
+
+    def forward(self, input_ids, attention_mask=None, cache=None, position_ids=None,
+                last_only: bool = False) -> torch.Tensor:
+        hidden = self.backbone(input_ids, attention_mask, cache, position_ids)  # (B, T, C)
+        return self.lm_head(hidden[:, -1:] if last_only else hidden)  # (B, T or 1, V)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
+from .heads import CausalLMModel
 from .layers import KVCache, RMSNorm, Rotary, activation, apply_rotary, attention, causal_mask, merge_heads, \
     positions_from_mask
 from .registry import Family, UnsupportedModelError
@@ -219,28 +220,11 @@ class LlamaModel(nn.Module):
         return self.norm(x)
 
 
-class LlamaForCausalLM(nn.Module):
-    """The backbone under `model` and a bias-free `lm_head`: forward returns logits (B, T, V)."""
-
-    is_encoder_decoder = False
-
-    def __init__(self, cfg: LlamaConfig):
-        super().__init__()
-        self.model = LlamaModel(cfg)
-        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
-
-    def new_cache(self, batch_size: int, max_length: int) -> KVCache:
-        return self.model.new_cache(batch_size, max_length)
-
-    def forward(self, input_ids, attention_mask=None, cache=None, position_ids=None) -> torch.Tensor:
-        return self.lm_head(self.model(input_ids, attention_mask, cache, position_ids))
-
-
 def build(cfg: LlamaConfig, head: str) -> nn.Module:
     if head == "base":
         return LlamaModel(cfg)
     if head == "causal-lm":
-        return LlamaForCausalLM(cfg)
+        return CausalLMModel(LlamaModel(cfg), "model", cfg.hidden_size, cfg.vocab_size)
     raise UnsupportedModelError(f"no head {head!r}")
 
 
