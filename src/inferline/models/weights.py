@@ -7,6 +7,7 @@ assigned in place. Errors name the tensor, the expected and the found shape.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,7 +84,7 @@ def resolve_dtype(dtype, config: dict) -> torch.dtype:
 def load_weights(build: Callable[[], nn.Module], state: dict[str, torch.Tensor], weight_map: WeightMap,
                  dtype: torch.dtype, device: torch.device | str = "cpu", base_prefix: str = "") -> nn.Module:
     """Build the module on meta and assign the renamed checkpoint tensors, strictly."""
-    with torch.device("meta"):
+    with torch.device("meta"), _skip_init():
         model = build()
     expected = {**dict(model.named_parameters()), **dict(model.named_buffers())}
     renamed, origin = _rename(state, weight_map)
@@ -123,6 +124,25 @@ def load_weights(build: Callable[[], nn.Module], state: dict[str, torch.Tensor],
         if ours not in renamed:
             _set_parameter(model, ours, _get_parameter(model, source))
     return model.eval()
+
+
+@contextlib.contextmanager
+def _skip_init():
+    """Skip random initialisation while building on meta: every tensor is replaced by the checkpoint's, and
+    meta-device `normal_` would import torch's whole decomposition library (over a second) for nothing."""
+    names = ("normal_", "uniform_", "kaiming_uniform_", "trunc_normal_", "xavier_uniform_", "xavier_normal_",
+             "zeros_", "ones_", "constant_")
+    saved = {name: getattr(torch.nn.init, name) for name in names}
+    fill = nn.Embedding._fill_padding_idx_with_zero
+    try:
+        for name in names:
+            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        nn.Embedding._fill_padding_idx_with_zero = lambda self: None
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(torch.nn.init, name, function)
+        nn.Embedding._fill_padding_idx_with_zero = fill
 
 
 def _rename(state: dict[str, torch.Tensor], weight_map: WeightMap) -> tuple[dict, dict]:
