@@ -172,3 +172,21 @@ def test_library_source_never_imports_transformers():
     offenders = [str(p) for p in root.rglob("*.py")
                  if re.search(r"^\s*(import|from)\s+transformers\b", p.read_text(), re.M)]
     assert not offenders
+
+
+@pytest.mark.parametrize("device, expected", [("cpu", "cpu"), (-1, "cpu"), ("cpu:0", "cpu:0")])
+def test_device_forms(checkpoint, device, expected):
+    import torch
+
+    pipe = inferline.pipeline("text-classification", model=str(checkpoint("bert", "sequence-classification")),
+                              device=device)
+    assert pipe.device == torch.device(expected)
+    assert inferline.pipeline("text-classification", model=str(checkpoint("bert", "sequence-classification")),
+                              device=torch.device("cpu")).device.type == "cpu"
+
+
+def test_readme_demo_runs_offline():
+    """The README's first set-up command ends in `python -m inferline demo`: it must work with no network."""
+    out = subprocess.run([sys.executable, "-m", "inferline", "demo"], check=True, capture_output=True, text=True,
+                         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"}).stdout
+    assert "384-dimensional embeddings" in out and "Most similar: 'A man is eating food.'" in out
