@@ -14,25 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # same (single) tokenizer thread in both libraries
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from _common import CACHE, LIBS, ROOT, Rows, best_of, finish_machine, fixtures, machine, make_pipeline, \
+    pipeline_function, save, save_checkpoint, sentences, table
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
-CACHE = Path(os.environ.get("INFERLINE_BENCH_CACHE", Path(tempfile.gettempdir()) / "inferline-bench"))
-CORPUS = ROOT / "tests" / "fixtures" / "corpus.txt"
 NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
-LIBS = ("transformers", "inferline")
 
 
 # ----- checkpoint and workload -----
@@ -44,9 +35,7 @@ def build_checkpoint(arch: str, head: str) -> Path:
     import torch
     import transformers
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from fixtures.checkpoints import wordpiece_tokenizer
-
+    wordpiece_tokenizer = fixtures().wordpiece_tokenizer
     if arch == "distilbert":
         tokenizer = wordpiece_tokenizer("DistilBertTokenizerFast")
         config = transformers.DistilBertConfig(vocab_size=len(tokenizer))  # dim 768, 6 layers, 12 heads, 3072
@@ -59,45 +48,7 @@ def build_checkpoint(arch: str, head: str) -> Path:
     auto = {"sequence-classification": transformers.AutoModelForSequenceClassification,
             "token-classification": transformers.AutoModelForTokenClassification}[head]
     torch.manual_seed(0)
-    model = auto.from_config(config)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(folder)
-    return folder
-
-
-def sentences(n: int, seed: int = 0) -> list[str]:
-    """n texts of 5..120 words cut from the fixture corpus's sentences, in a seeded order."""
-    pool = [s.strip() + "." for line in CORPUS.read_text().splitlines() for s in line.split(". ") if s.strip()]
-    rng = random.Random(seed)
-    texts = []
-    for _ in range(n):
-        target = rng.randint(5, 120)
-        words: list[str] = []
-        while len(words) < target:
-            words += rng.choice(pool).rstrip(".").split() + ["."]
-        texts.append(" ".join(words[:target]).replace(" .", "."))
-    rng.shuffle(texts)
-    return texts
-
-
-def pipeline_function(lib: str):
-    """The library's `pipeline` (this is what the import rows time)."""
-    if lib == "transformers":
-        import logging
-
-        from transformers import pipeline
-
-        logging.getLogger("transformers").setLevel(logging.ERROR)
-        return pipeline
-    from inferline import pipeline
-
-    return pipeline
-
-
-def make_pipeline(lib: str, task: str, path: Path, **kwargs):
-    return pipeline_function(lib)(task, model=str(path), device="cpu", **kwargs)
+    return save_checkpoint(folder, auto.from_config(config), tokenizer)
 
 
 def token_classification_pipelines(path: Path, notes: list[str]) -> dict | None:
@@ -159,17 +110,12 @@ def median_fresh(spec: dict, key: str, runs: int) -> float:
 
 # ----- in-process throughput -----
 def throughput(pipes: dict, texts: list[str], batch_size: int, repeats: int, **call_kw) -> dict:
-    """Best-of-`repeats` sentences/s per library; libraries alternate so machine load hits both alike."""
-    for pipe in pipes.values():  # warm-up
-        pipe(texts[: max(2 * batch_size, 8)], batch_size=batch_size, **call_kw)
-    times: dict[str, list[float]] = {lib: [] for lib in pipes}
-    outputs = {}
-    for r in range(repeats):
-        for lib in (list(pipes) if r % 2 == 0 else list(pipes)[::-1]):
-            start = time.perf_counter()
-            outputs[lib] = pipes[lib](texts, batch_size=batch_size, **call_kw)
-            times[lib].append(time.perf_counter() - start)
-    return {"value": {lib: len(texts) / min(t) for lib, t in times.items()}, "times_s": times, "outputs": outputs}
+    """Best-of-`repeats` sentences/s per library (alternating order, one warm-up on a few texts each)."""
+    calls = {lib: (lambda pipe=pipe: pipe(texts, batch_size=batch_size, **call_kw)) for lib, pipe in pipes.items()}
+    result = best_of(calls, repeats, warmup=lambda lib: pipes[lib](texts[: max(2 * batch_size, 8)],
+                                                                   batch_size=batch_size, **call_kw))
+    return {"value": {lib: len(texts) / t for lib, t in result["best_s"].items()}, "times_s": result["times_s"],
+            "outputs": result["outputs"]}
 
 
 def agreement(outputs: dict) -> str:
@@ -183,21 +129,6 @@ def agreement(outputs: dict) -> str:
 
 
 # ----- the run -----
-def machine(threads: int) -> dict:
-    import tokenizers
-    import torch
-    import transformers
-
-    cpu = platform.processor()
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "tokenizers": tokenizers.__version__, "threads": threads, "cpu": cpu, "cores": os.cpu_count(),
-            "load_avg_1m_at_start": round(os.getloadavg()[0], 2)}
-
-
 def run(args) -> dict:
     import torch
 
@@ -209,13 +140,8 @@ def run(args) -> dict:
     info = machine(args.threads)
     seq = build_checkpoint(args.arch, "sequence-classification")
     tok = build_checkpoint(args.arch, "token-classification")
-    rows, notes = [], []
-
-    def row(name, unit, values, better, extra=None):
-        t, i = values["transformers"], values["inferline"]
-        ratio = i / t if better == "higher" else t / i
-        rows.append({"row": name, "unit": unit, "transformers": t, "inferline": i, "ratio": ratio, **(extra or {})})
-        print(f"  {name}: transformers {t:.4g}, inferline {i:.4g} {unit} (ratio {ratio:.2f})", file=sys.stderr)
+    rows, notes = Rows(), []
+    row = rows.add
 
     cls = {lib: make_pipeline(lib, "text-classification", seq) for lib in LIBS}
     for bs in (1, 32):
@@ -242,24 +168,13 @@ def run(args) -> dict:
     row("peak RSS (import + build + bs-32 text-classification)", "MiB",
         {lib: in_fresh_process({**spec, "lib": lib})["peak_rss_mb"] for lib in LIBS}, "lower")
     return {"arch": args.arch, "sentences": n, "repeats": repeats, "fresh_process_runs": fresh,
-            "machine": {**info, "load_avg_1m_at_end": round(os.getloadavg()[0], 2)}, "rows": rows, "notes": notes,
+            "machine": finish_machine(info), "rows": rows.rows, "notes": notes,
             "checkpoints": {"sequence-classification": str(seq), "token-classification": str(tok)}}
 
 
-def table(report: dict) -> str:
-    m = report["machine"]
-    lines = [f"## encoders: {report['arch']}-base (random weights), {report['sentences']} sentences of 5-120 words, "
-             f"best of {report['repeats']} (throughput), median of {report['fresh_process_runs']} fresh processes",
-             "",
-             f"torch {m['torch']}, transformers {m['transformers']}, tokenizers {m['tokenizers']}, python "
-             f"{m['python']}; {m['threads']} torch threads on {m['cpu']} ({m['cores']} cores, load "
-             f"{m['load_avg_1m_at_start']} at start, {m['load_avg_1m_at_end']} at end)", "",
-             "| row | transformers | inferline | ratio (>1 = inferline better) |", "|---|---|---|---|"]
-    for r in report["rows"]:
-        ratio = f"{r['ratio']:.2f}x" if r["ratio"] < 100 else f"{r['ratio']:.0f}x"
-        lines.append(f"| {r['row']} ({r['unit']}) | {r['transformers']:.4g} | {r['inferline']:.4g} | {ratio} |")
-    checks = [f"{r['row']}: {r['agreement']}" for r in report["rows"] if "agreement" in r]
-    return "\n".join(lines + [""] + [f"- {c}" for c in checks + report["notes"]])
+def title(report: dict) -> str:
+    return (f"encoders: {report['arch']}-base (random weights), {report['sentences']} sentences of 5-120 words, "
+            f"best of {report['repeats']} (throughput), median of {report['fresh_process_runs']} fresh processes")
 
 
 def profile(args) -> None:
@@ -296,12 +211,7 @@ def main() -> None:
         profile(args)
         return
     report = run(args)
-    text = table(report)
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"encoders-{report['arch']}-{'quick-' if args.quick else ''}{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({**report, "table": text}, indent=1))
-    print(f"\nsaved {out.relative_to(ROOT)}")
+    save(report, table(title(report), report), f"encoders-{report['arch']}", args.quick)
 
 
 if __name__ == "__main__":

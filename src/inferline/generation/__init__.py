@@ -11,7 +11,10 @@ the model writes the new keys/values into `cache` and advances it.
 An encoder-decoder additionally offers:
     encode(input_ids (B, S), attention_mask (B, S)) -> encoder_hidden (B, S, C)
     decode(decoder_input_ids (B, T), encoder_hidden, encoder_attention_mask (B, S), cache) -> logits (B, T, V)
-and `is_encoder_decoder = True`; `forward` is then not used by the engine.
+and `is_encoder_decoder = True`; `forward` is then not used by the engine. With several beams or return
+sequences per input, `decode` gets the encoder output once per input, (B / G, S, C) with its mask: each
+encoder row serves G consecutive decoder rows (layers.attention handles that), and the cross-attention
+keys/values in the cache keep B / G rows (beam reordering moves rows only within a group, never those).
 
 The engine reads `model.config.vocab_size` (to check bad_words_ids) and
 `model.config.max_position_embeddings` (to cap the default length, as transformers does: a family whose

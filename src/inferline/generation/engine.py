@@ -34,7 +34,9 @@ class Decoder:
         return logits[:, -1].float()
 
     def reorder(self, index: torch.Tensor) -> None:
-        self.cache.reorder(index)
+        """Beam search's row selection; beams move within their input's group, so the encoder keys/values
+        (the same for the whole group) stay."""
+        self.cache.reorder(index, cross=False)
 
 
 class Stopping:
@@ -100,8 +102,8 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
         start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id
         if start is None:
             raise ValueError("Encoder-decoder generation needs `decoder_start_token_id` or `bos_token_id`.")
-        encoder_hidden = model.encode(input_ids, attention_mask).repeat_interleave(expand, 0)
-        encoder_mask = attention_mask.repeat_interleave(expand, 0)
+        # One encoder row per input, not per beam: cross-attention reads it for all the input's rows.
+        encoder_hidden, encoder_mask = model.encode(input_ids, attention_mask), attention_mask
         prompt = torch.full((input_ids.shape[0] * expand, 1), start, dtype=torch.long, device=device)
     else:
         prompt = input_ids.repeat_interleave(expand, 0)

@@ -17,7 +17,8 @@ from torch import nn
 
 from .config import ModelConfig
 from .heads import ClassificationHead
-from .layers import KVCache, MultiHeadAttention, activation, causal_mask, key_padding_mask, padding_mask
+from .layers import KVCache, Linear, MultiHeadAttention, activation, causal_mask, key_padding_mask, \
+    padding_mask
 from .registry import Family, UnsupportedModelError
 from .weights import WeightMap
 
@@ -110,8 +111,8 @@ class BartLayer(nn.Module):
         self.self_attn_layer_norm = nn.LayerNorm(C)
         self.encoder_attn = MultiHeadAttention(C, heads) if is_decoder else None
         self.encoder_attn_layer_norm = nn.LayerNorm(C) if is_decoder else None
-        self.fc1 = nn.Linear(C, ffn_dim)
-        self.fc2 = nn.Linear(ffn_dim, C)
+        self.fc1 = Linear(C, ffn_dim)
+        self.fc2 = Linear(ffn_dim, C)
         self.final_layer_norm = nn.LayerNorm(C)
         self.act = activation(cfg.activation_function)
         self.pre_norm = cfg.variant.pre_norm
@@ -211,7 +212,7 @@ class BartForConditionalGeneration(nn.Module):
     def __init__(self, cfg: BartConfig):
         super().__init__()
         self.model = BartModel(cfg)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.target_vocab_size, bias=False)
+        self.lm_head = Linear(cfg.d_model, cfg.target_vocab_size, bias=False)
         self.register_buffer("final_logits_bias", torch.zeros(1, cfg.target_vocab_size))
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """GPT-2: learned absolute positions, pre-LayerNorm decoder blocks, fused qkv, tied LM head.
 
 Matches transformers 4.57.6 `modeling_gpt2`. The checkpoint's Conv1D layers store weights as (in, out);
-the weight map lists them as transposed, so the modules here are plain nn.Linear. Attention scaling
+the weight map lists them as transposed, so the modules here are plain linears (layers.Linear). Attention scaling
 follows the config (`scale_attn_weights`, `scale_attn_by_inverse_layer_idx`) as transformers' eager
 path does; `reorder_and_upcast_attn` computes attention in float32.
 """
@@ -16,7 +16,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .heads import CausalLMModel
-from .layers import KVCache, activation, attention, causal_mask, merge_heads, positions_from_mask, split_heads
+from .layers import KVCache, Linear, activation, attention, causal_mask, merge_heads, positions_from_mask, split_heads
 from .registry import Family, UnsupportedModelError
 from .weights import WeightMap
 
@@ -60,8 +60,8 @@ class GPT2Attention(nn.Module):
             raise ValueError(f"n_embd {cfg.n_embd} is not a multiple of n_head {cfg.n_head}.")
         C = cfg.n_embd
         self.num_heads, self.layer_idx = cfg.n_head, layer_idx
-        self.c_attn = nn.Linear(C, 3 * C)
-        self.c_proj = nn.Linear(C, C)
+        self.c_attn = Linear(C, 3 * C)
+        self.c_proj = Linear(C, C)
         scale = cfg.head_dim ** -0.5 if cfg.scale_attn_weights else 1.0
         self.scale = scale / (layer_idx + 1) if cfg.scale_attn_by_inverse_layer_idx else scale
         self.upcast = cfg.reorder_and_upcast_attn
@@ -83,8 +83,8 @@ class GPT2MLP(nn.Module):
     def __init__(self, cfg: GPT2Config):
         super().__init__()
         inner = cfg.n_inner if cfg.n_inner is not None else 4 * cfg.n_embd
-        self.c_fc = nn.Linear(cfg.n_embd, inner)
-        self.c_proj = nn.Linear(inner, cfg.n_embd)
+        self.c_fc = Linear(cfg.n_embd, inner)
+        self.c_proj = Linear(inner, cfg.n_embd)
         self.act = activation(cfg.activation_function)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

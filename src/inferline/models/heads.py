@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .layers import activation
+from .layers import Linear, activation
 
 HEADS = ("base", "sequence-classification", "token-classification", "question-answering", "masked-lm")
 
@@ -116,7 +116,7 @@ class CausalLMModel(_WithBackbone):
 
     def __init__(self, backbone: nn.Module, prefix: str, hidden_size: int, vocab_size: int):
         super().__init__(backbone, prefix)
-        self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
+        self.lm_head = Linear(hidden_size, vocab_size, bias=False)
 
     def new_cache(self, batch_size: int, max_length: int):
         return self.backbone.new_cache(batch_size, max_length)

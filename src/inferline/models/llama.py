@@ -17,7 +17,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .heads import CausalLMModel
-from .layers import KVCache, RMSNorm, Rotary, activation, apply_rotary, attention, causal_mask, merge_heads, \
+from .layers import KVCache, Linear, RMSNorm, Rotary, activation, apply_rotary, attention, causal_mask, merge_heads, \
     positions_from_mask
 from .registry import Family, UnsupportedModelError
 from .weights import WeightMap
@@ -115,12 +115,12 @@ class Attention(nn.Module):
         qkv_bias = cfg.attention_bias if cfg.qkv_bias is None else cfg.qkv_bias
         self.fused = cfg.fused_projections
         if self.fused:
-            self.qkv_proj = nn.Linear(C, (H + 2 * Hkv) * D, bias=qkv_bias)
+            self.qkv_proj = Linear(C, (H + 2 * Hkv) * D, bias=qkv_bias)
         else:
-            self.q_proj = nn.Linear(C, H * D, bias=qkv_bias)
-            self.k_proj = nn.Linear(C, Hkv * D, bias=qkv_bias)
-            self.v_proj = nn.Linear(C, Hkv * D, bias=qkv_bias)
-        self.o_proj = nn.Linear(H * D, C, bias=cfg.attention_bias)
+            self.q_proj = Linear(C, H * D, bias=qkv_bias)
+            self.k_proj = Linear(C, Hkv * D, bias=qkv_bias)
+            self.v_proj = Linear(C, Hkv * D, bias=qkv_bias)
+        self.o_proj = Linear(H * D, C, bias=cfg.attention_bias)
         self.q_norm = RMSNorm(D, cfg.rms_norm_eps) if cfg.qk_norm else None
         self.k_norm = RMSNorm(D, cfg.rms_norm_eps) if cfg.qk_norm else None
 
@@ -151,11 +151,11 @@ class GatedMLP(nn.Module):
         super().__init__()
         self.fused = fused
         if fused:
-            self.gate_up_proj = nn.Linear(hidden_size, 2 * intermediate_size, bias=bias)
+            self.gate_up_proj = Linear(hidden_size, 2 * intermediate_size, bias=bias)
         else:
-            self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=bias)
-            self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=bias)
-        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=bias)
+            self.gate_proj = Linear(hidden_size, intermediate_size, bias=bias)
+            self.up_proj = Linear(hidden_size, intermediate_size, bias=bias)
+        self.down_proj = Linear(intermediate_size, hidden_size, bias=bias)
         self.act = activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

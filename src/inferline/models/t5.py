@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .layers import KVCache, MultiHeadAttention, RMSNorm, activation, causal_mask, key_padding_mask, padding_mask
+from .layers import KVCache, Linear, MultiHeadAttention, RMSNorm, activation, causal_mask, key_padding_mask, \
+    padding_mask
 from .registry import Family, UnsupportedModelError
 from .weights import WeightMap
 
@@ -111,11 +112,11 @@ class T5DenseReluDense(nn.Module):
     def __init__(self, cfg: T5Config):
         super().__init__()
         if cfg.is_gated_act:
-            self.wi_0 = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
-            self.wi_1 = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+            self.wi_0 = Linear(cfg.d_model, cfg.d_ff, bias=False)
+            self.wi_1 = Linear(cfg.d_model, cfg.d_ff, bias=False)
         else:
-            self.wi = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
-        self.wo = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+            self.wi = Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.wo = Linear(cfg.d_ff, cfg.d_model, bias=False)
         self.act = activation(cfg.dense_act_fn)
         self.gated = cfg.is_gated_act
 
@@ -186,7 +187,7 @@ class T5ForConditionalGeneration(nn.Module):
         self.shared = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.encoder = T5Stack(cfg, cfg.num_layers, is_decoder=False)
         self.decoder = T5Stack(cfg, cfg.num_decoder_layers, is_decoder=True)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head = Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.output_scale = cfg.d_model ** -0.5 if cfg.tie_word_embeddings else 1.0
         self.num_heads, self.head_dim, self.num_decoder_layers = cfg.num_heads, cfg.d_kv, cfg.num_decoder_layers
 
