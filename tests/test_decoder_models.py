@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fixtures.checkpoints import build
+from fixtures.inputs import left_padded
 from parity.compare import assert_same
 
 LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -48,15 +49,6 @@ def models(case: str):
     path = build(arch, "causal-lm", **overrides)
     theirs = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
     return path, transformers.AutoTokenizer.from_pretrained(path), theirs, load_model(path, "causal-lm")
-
-
-def left_padded(tokenizer, texts) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids of texts, left-padded (with id 0) to the longest; and the 1/0 attention mask."""
-    rows = [tokenizer(t).input_ids for t in texts]
-    width = max(map(len, rows))
-    ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-    return ids, mask
 
 
 def reference_logits(model, ids, mask) -> torch.Tensor:

@@ -18,15 +18,6 @@ PROMPTS = [line[:n] for line, n in zip(CORPUS[:8], (12, 30, 45, 20, 60, 8, 38, 2
 FREQUENT = [9, 349]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: thread hand-offs cost more than the maths (and the test machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @functools.lru_cache(maxsize=None)
 def setup():
     """(transformers tokenizer, transformers model, our model, our tokenizer), loaded once."""

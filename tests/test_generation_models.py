@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fixtures.checkpoints import build
+from fixtures.inputs import left_padded
 
 TEXTS = ["Hugging Face is a company based in New York City and Paris.", "The quick brown fox",
          "Paris is the capital and most populous city of France. The Eiffel Tower was completed in 1889."]
@@ -20,15 +21,6 @@ CASES = {
                                                   activation_function="relu", n_inner=48),
     "unscaled": dict(scale_attn_weights=False),
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: thread hand-offs cost more than the maths (and the test machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @functools.lru_cache(maxsize=None)
@@ -44,14 +36,6 @@ def models(case: str):
     # (it always scales by 1/sqrt(d)); the eager path is the architecture's definition, and ours.
     theirs = transformers.AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
     return path, transformers.AutoTokenizer.from_pretrained(path), theirs, load_model(path, "causal-lm")
-
-
-def left_padded(tokenizer, texts) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = [tokenizer(t).input_ids for t in texts]
-    width = max(map(len, rows))
-    ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-    return ids, mask
 
 
 def generate_positions(mask: torch.Tensor) -> torch.Tensor:
