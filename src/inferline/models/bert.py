@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .heads import HEADS, MaskedLMModel, QuestionAnsweringModel, SequenceClassificationModel, \
-    TokenClassificationModel
+from .heads import HEADS, encoder_head
 from .layers import PostNormEncoder, padding_mask
 from .registry import Family, UnsupportedModelError
 from .weights import WeightMap
@@ -95,19 +94,9 @@ def _prefix(cfg: BertConfig) -> str:
 
 
 def build(cfg: BertConfig, head: str) -> nn.Module:
-    backbone, prefix, C = BertModel(cfg), _prefix(cfg), cfg.hidden_size
-    if head == "base":
-        return backbone
-    if head == "sequence-classification":
-        return SequenceClassificationModel(backbone, prefix, C, cfg.num_labels, "tanh")
-    if head == "token-classification":
-        return TokenClassificationModel(backbone, prefix, C, cfg.num_labels)
-    if head == "question-answering":
-        return QuestionAnsweringModel(backbone, prefix, C)
-    if head == "masked-lm":
-        name = "lm_head" if cfg.roberta_like else "cls"
-        return MaskedLMModel(backbone, prefix, C, C, cfg.vocab_size, cfg.hidden_act, cfg.layer_norm_eps, name)
-    raise UnsupportedModelError(f"no head {head!r}")
+    mlm_name = "lm_head" if cfg.roberta_like else "cls"
+    return encoder_head(head, BertModel(cfg), _prefix(cfg), cfg.hidden_size, cfg.num_labels, "tanh",
+                        (cfg.hidden_size, cfg.vocab_size, cfg.hidden_act, cfg.layer_norm_eps, mlm_name))
 
 
 def weight_map(cfg: BertConfig, head: str) -> WeightMap:

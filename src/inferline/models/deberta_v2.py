@@ -18,10 +18,9 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .heads import HEADS, MaskedLMModel, QuestionAnsweringModel, SequenceClassificationModel, \
-    TokenClassificationModel
+from .heads import HEADS, encoder_head
 from .layers import PostNormEncoderLayer, activation, attention, merge_heads, padding_mask, split_heads
-from .registry import Family, UnsupportedModelError
+from .registry import Family
 from .weights import WeightMap
 
 
@@ -222,19 +221,11 @@ def _prefix(cfg: DebertaV2Config) -> str:
 
 
 def build(cfg: DebertaV2Config, head: str) -> nn.Module:
-    backbone, C = DebertaV2Model(cfg), cfg.hidden_size
-    if head == "base":
-        return backbone
-    if head == "sequence-classification":  # ContextPooler (first token → dense → act) → classifier
-        return SequenceClassificationModel(backbone, "deberta", C, cfg.num_labels, cfg.pooler_hidden_act)
-    if head == "token-classification":
-        return TokenClassificationModel(backbone, "deberta", C, cfg.num_labels)
-    if head == "question-answering":
-        return QuestionAnsweringModel(backbone, "deberta", C)
-    if head == "masked-lm":  # the new head maps to hidden_size and multiplies by the word embeddings
-        E = cfg.embedding_size if cfg.legacy else C
-        return MaskedLMModel(backbone, "deberta", C, E, cfg.vocab_size, cfg.hidden_act, cfg.layer_norm_eps, "cls")
-    raise UnsupportedModelError(f"no head {head!r}")
+    # sequence head: ContextPooler (first token → dense → act) → classifier; the non-legacy masked-LM head
+    # maps to hidden_size and multiplies by the word embeddings
+    E = cfg.embedding_size if cfg.legacy else cfg.hidden_size
+    return encoder_head(head, DebertaV2Model(cfg), "deberta", cfg.hidden_size, cfg.num_labels,
+                        cfg.pooler_hidden_act, (E, cfg.vocab_size, cfg.hidden_act, cfg.layer_norm_eps, "cls"))
 
 
 def weight_map(cfg: DebertaV2Config, head: str) -> WeightMap:

@@ -16,10 +16,9 @@ from torch import nn
 
 from .bert import BertEmbeddings
 from .config import ModelConfig
-from .heads import HEADS, MaskedLMModel, QuestionAnsweringModel, SequenceClassificationModel, \
-    TokenClassificationModel
+from .heads import HEADS, encoder_head
 from .layers import PostNormEncoder, padding_mask
-from .registry import Family, UnsupportedModelError
+from .registry import Family
 from .weights import WeightMap
 
 EPS = 1e-12  # DistilBERT's LayerNorms all use this, whatever the config says
@@ -60,18 +59,9 @@ def _prefix(cfg: DistilBertConfig) -> str:
 
 
 def build(cfg: DistilBertConfig, head: str) -> nn.Module:
-    backbone, C = DistilBertModel(cfg), cfg.dim
-    if head == "base":
-        return backbone
-    if head == "sequence-classification":  # pre_classifier → ReLU → classifier
-        return SequenceClassificationModel(backbone, "distilbert", C, cfg.num_labels, "relu")
-    if head == "token-classification":
-        return TokenClassificationModel(backbone, "distilbert", C, cfg.num_labels)
-    if head == "question-answering":
-        return QuestionAnsweringModel(backbone, "distilbert", C)
-    if head == "masked-lm":
-        return MaskedLMModel(backbone, "distilbert", C, C, cfg.vocab_size, cfg.activation, EPS, "lm_head")
-    raise UnsupportedModelError(f"no head {head!r}")
+    # sequence head: pre_classifier → ReLU → classifier
+    return encoder_head(head, DistilBertModel(cfg), "distilbert", cfg.dim, cfg.num_labels, "relu",
+                        (cfg.dim, cfg.vocab_size, cfg.activation, EPS, "lm_head"))
 
 
 LAYER = r"(transformer\.layer\.\d+)\."

@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from .bert import BertConfig, BertEmbeddings
-from .heads import HEADS, MaskedLMModel, QuestionAnsweringModel, SequenceClassificationModel, \
-    TokenClassificationModel
+from .heads import HEADS, encoder_head
 from .layers import PostNormEncoder, padding_mask
 from .registry import Family, UnsupportedModelError
 from .weights import WeightMap
@@ -54,19 +53,9 @@ def _prefix(cfg: ElectraConfig) -> str:
 
 
 def build(cfg: ElectraConfig, head: str) -> nn.Module:
-    backbone, C = ElectraModel(cfg), cfg.hidden_size
-    if head == "base":
-        return backbone
-    if head == "sequence-classification":
-        return SequenceClassificationModel(backbone, "electra", C, cfg.num_labels, "gelu")
-    if head == "token-classification":
-        return TokenClassificationModel(backbone, "electra", C, cfg.num_labels)
-    if head == "question-answering":
-        return QuestionAnsweringModel(backbone, "electra", C)
-    if head == "masked-lm":  # the generator's head always uses gelu, whatever hidden_act is
-        return MaskedLMModel(backbone, "electra", C, cfg.embedding_size, cfg.vocab_size, "gelu",
-                             cfg.layer_norm_eps, "generator_predictions")
-    raise UnsupportedModelError(f"no head {head!r}")
+    # the generator's masked-LM head always uses gelu, whatever hidden_act is
+    return encoder_head(head, ElectraModel(cfg), "electra", cfg.hidden_size, cfg.num_labels, "gelu",
+                        (cfg.embedding_size, cfg.vocab_size, "gelu", cfg.layer_norm_eps, "generator_predictions"))
 
 
 def weight_map(cfg: ElectraConfig, head: str) -> WeightMap:

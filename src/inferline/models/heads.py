@@ -105,6 +105,26 @@ class MaskedLMModel(_WithBackbone):
         return getattr(self, self.head_name)(self.backbone(input_ids, attention_mask, token_type_ids))
 
 
+def encoder_head(head: str, backbone: nn.Module, prefix: str, hidden_size: int, num_labels: int,
+                 classifier_act: str | None, mlm: tuple) -> nn.Module:
+    """The five encoder heads over any backbone, as every encoder family builds them.
+
+    classifier_act: the sentence head's activation (BERT's pooler tanh, DistilBERT relu, ...);
+    mlm: (embedding_size, vocab_size, activation, eps, module name) of the masked-LM head.
+    """
+    if head == "base":
+        return backbone
+    if head == "sequence-classification":
+        return SequenceClassificationModel(backbone, prefix, hidden_size, num_labels, classifier_act)
+    if head == "token-classification":
+        return TokenClassificationModel(backbone, prefix, hidden_size, num_labels)
+    if head == "question-answering":
+        return QuestionAnsweringModel(backbone, prefix, hidden_size)
+    if head == "masked-lm":
+        return MaskedLMModel(backbone, prefix, hidden_size, *mlm)
+    raise ValueError(f"Unknown head {head!r}; encoder heads: {', '.join(HEADS)}.")
+
+
 class CausalLMModel(_WithBackbone):
     """A decoder backbone (with `new_cache`) and a bias-free `lm_head`: the causal-LM head of every decoder.
 
