@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from .config import ModelConfig
 from .heads import ClassificationHead
-from .layers import KVCache, Linear, MultiHeadAttention, activation, causal_mask, key_padding_mask, \
-    padding_mask
+from .kernels import FastLinear
+from .layers import MLP, Attention, KVCache, clamp_fp16_overflow, decode_stack, new_cache, padding_mask
 from .registry import Family, UnsupportedModelError
 from .weights import WeightMap
+
+
+HEADS = ("base", "seq2seq-lm", "sequence-classification")
 
 
 @dataclass(frozen=True)
@@ -30,19 +34,14 @@ class Variant:
     embedding_norm: bool  # `layernorm_embedding` after token + position embeddings
     final_norm: bool  # `layer_norm` at the end of each stack
     wrap_shift: bool  # decoder inputs for base/classification start with the row's last token (mBART)
+    heads: tuple[str, ...] = HEADS  # Marian: transformers' MarianModel needs decoder inputs; no classification
 
 
 VARIANTS = {
     "bart": Variant(learned_positions=True, pre_norm=False, embedding_norm=True, final_norm=False, wrap_shift=False),
     "mbart": Variant(learned_positions=True, pre_norm=True, embedding_norm=True, final_norm=True, wrap_shift=True),
     "marian": Variant(learned_positions=False, pre_norm=False, embedding_norm=False, final_norm=False,
-                      wrap_shift=False),
-}
-# transformers' config defaults where mBART / Marian differ from BART (for keys a config.json leaves out).
-TYPE_DEFAULTS = {
-    "mbart": dict(decoder_start_token_id=None, num_labels=2),
-    "marian": dict(vocab_size=58101, pad_token_id=58100, eos_token_id=0, bos_token_id=None,
-                   decoder_start_token_id=58100, num_labels=2),
+                      wrap_shift=False, heads=("seq2seq-lm",)),
 }
 POSITION_OFFSET = 2  # BART's learned table starts 2 rows in (a fairseq leftover)
 
@@ -68,6 +67,12 @@ class BartConfig(ModelConfig):
     decoder_start_token_id: int | None = 2
     tie_word_embeddings: bool = True
     share_encoder_decoder_embeddings: bool = True
+    # transformers' config defaults where mBART / Marian differ from BART (for keys a config.json leaves out)
+    type_defaults: ClassVar[dict[str, dict]] = {
+        "mbart": dict(decoder_start_token_id=None, num_labels=2),
+        "marian": dict(vocab_size=58101, pad_token_id=58100, eos_token_id=0, bos_token_id=None,
+                       decoder_start_token_id=58100, num_labels=2),
+    }
 
     def __post_init__(self):
         self.variant = VARIANTS.get(self.model_type or "bart")
@@ -78,12 +83,6 @@ class BartConfig(ModelConfig):
         self.target_vocab_size = self.vocab_size if self.shared_embeddings else \
             (self.decoder_vocab_size or self.vocab_size)
 
-    @classmethod
-    def from_hf(cls, config):
-        out = super().from_hf({**TYPE_DEFAULTS.get(config.get("model_type"), {}), **config})
-        out.raw = dict(config)
-        return out
-
 
 def split_sinusoids(positions: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
     """(T,) positions → (T, dim) Marian table rows: sines in the first ceil(dim/2) columns, cosines after,
@@ -93,40 +92,30 @@ def split_sinusoids(positions: torch.Tensor, dim: int, dtype: torch.dtype) -> to
     return torch.cat((angles.sin(), angles[:, : dim // 2].cos()), dim=-1).to(dtype)
 
 
-def clamp_fp16(x: torch.Tensor) -> torch.Tensor:
-    """transformers pulls float16 encoder activations back from inf/nan (no host sync here)."""
-    if x.dtype != torch.float16:
-        return x
-    limit = torch.finfo(x.dtype).max - 1000
-    return torch.where(~torch.isfinite(x).all(), x.clamp(-limit, limit), x)
-
-
 class BartLayer(nn.Module):
     """self-attention (+ cross-attention in the decoder) + feed-forward, each with residual and LayerNorm."""
 
-    def __init__(self, cfg: BartConfig, heads: int, ffn_dim: int, is_decoder: bool):
+    def __init__(self, cfg: BartConfig, heads: int, ffn_dim: int, is_decoder: bool, layer_idx: int):
         super().__init__()
-        C = cfg.d_model
-        self.self_attn = MultiHeadAttention(C, heads)
+        C, names = cfg.d_model, ("q_proj", "k_proj", "v_proj", "out_proj")
+        self.self_attn = Attention(C, heads, names=names, causal=is_decoder, layer_idx=layer_idx)
         self.self_attn_layer_norm = nn.LayerNorm(C)
-        self.encoder_attn = MultiHeadAttention(C, heads) if is_decoder else None
+        self.encoder_attn = Attention(C, heads, names=names, layer_idx=layer_idx) if is_decoder else None
         self.encoder_attn_layer_norm = nn.LayerNorm(C) if is_decoder else None
-        self.fc1 = Linear(C, ffn_dim)
-        self.fc2 = Linear(ffn_dim, C)
+        self.mlp = MLP(C, ffn_dim, cfg.activation_function, names=("fc1", "fc2"))  # the layer's fc1/fc2
         self.final_layer_norm = nn.LayerNorm(C)
-        self.act = activation(cfg.activation_function)
         self.pre_norm = cfg.variant.pre_norm
 
     def _residual(self, x, norm, sublayer):
         return x + sublayer(norm(x)) if self.pre_norm else norm(x + sublayer(x))
 
-    def forward(self, x, mask, source=None, cross_mask=None, cache=None, index=0):
-        x = self._residual(x, self.self_attn_layer_norm, lambda h: self.self_attn(h, mask, None, cache, index))
+    def forward(self, x, mask, source=None, cross_mask=None, cache=None):
+        x = self._residual(x, self.self_attn_layer_norm, lambda h: self.self_attn(h, mask, cache))
         if self.encoder_attn is not None:
             x = self._residual(x, self.encoder_attn_layer_norm,
-                               lambda h: self.encoder_attn(h, cross_mask, source, cache, index))
-        x = self._residual(x, self.final_layer_norm, lambda h: self.fc2(self.act(self.fc1(h))))
-        return x if self.encoder_attn is not None else clamp_fp16(x)
+                               lambda h: self.encoder_attn(h, cross_mask, cache, source))
+        x = self._residual(x, self.final_layer_norm, self.mlp)
+        return x if self.encoder_attn is not None else clamp_fp16_overflow(x, nan_too=True)
 
 
 class BartStack(nn.Module):
@@ -143,7 +132,7 @@ class BartStack(nn.Module):
         heads, ffn = (cfg.decoder_attention_heads, cfg.decoder_ffn_dim) if is_decoder else \
             (cfg.encoder_attention_heads, cfg.encoder_ffn_dim)
         count = cfg.decoder_layers if is_decoder else cfg.encoder_layers
-        self.layers = nn.ModuleList(BartLayer(cfg, heads, ffn, is_decoder) for _ in range(count))
+        self.layers = nn.ModuleList(BartLayer(cfg, heads, ffn, is_decoder, i) for i in range(count))
         self.layer_norm = nn.LayerNorm(C) if v.final_norm else None
         self.embed_scale = math.sqrt(C) if cfg.scale_embedding else 1.0
 
@@ -158,8 +147,8 @@ class BartStack(nn.Module):
         return self.layernorm_embedding(x) if self.layernorm_embedding is not None else x
 
     def forward(self, x, mask, source=None, cross_mask=None, cache=None) -> torch.Tensor:
-        for index, layer in enumerate(self.layers):
-            x = layer(x, mask, source, cross_mask, cache, index)
+        for layer in self.layers:
+            x = layer(x, mask, source, cross_mask, cache)
         return self.layer_norm(x) if self.layer_norm is not None else x
 
 
@@ -180,15 +169,8 @@ class BartModel(nn.Module):
 
     def decode(self, decoder_input_ids, encoder_hidden, encoder_attention_mask=None, cache=None) -> torch.Tensor:
         """Decoder states (B, T, C); with a cache, the new tokens follow the `cache.length` cached ones."""
-        start = cache.length if cache is not None else 0
-        x = self.decoder.embed(decoder_input_ids, self.shared, start)
-        B, T = decoder_input_ids.shape
-        self_mask = None if T == 1 else causal_mask(decoder_input_ids.new_ones(B, start + T), T, x.dtype)
-        cross_mask = None if encoder_attention_mask is None else key_padding_mask(encoder_attention_mask, x.dtype)
-        x = self.decoder(x, self_mask, encoder_hidden, cross_mask, cache)
-        if cache is not None:
-            cache.advance(T)
-        return x
+        x = self.decoder.embed(decoder_input_ids, self.shared, cache.length if cache is not None else 0)
+        return decode_stack(self.decoder, x, encoder_hidden, encoder_attention_mask, cache)
 
     def shift_right(self, input_ids: torch.Tensor) -> torch.Tensor:
         shifted = input_ids.roll(1, dims=1)
@@ -212,7 +194,7 @@ class BartForConditionalGeneration(nn.Module):
     def __init__(self, cfg: BartConfig):
         super().__init__()
         self.model = BartModel(cfg)
-        self.lm_head = Linear(cfg.d_model, cfg.target_vocab_size, bias=False)
+        self.lm_head = FastLinear(cfg.d_model, cfg.target_vocab_size, bias=False)
         self.register_buffer("final_logits_bias", torch.zeros(1, cfg.target_vocab_size))
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -229,11 +211,7 @@ class BartForConditionalGeneration(nn.Module):
             decoder_input_ids = self.model.shift_right(input_ids)
         return self.decode(decoder_input_ids, self.encode(input_ids, attention_mask), attention_mask)
 
-    def new_cache(self, batch_size: int, max_length: int) -> KVCache:
-        cfg, weight = self.model.cfg, self.lm_head.weight
-        heads = cfg.decoder_attention_heads
-        return KVCache(cfg.decoder_layers, batch_size, heads, max_length, cfg.d_model // heads, weight.dtype,
-                       weight.device)
+    new_cache = new_cache
 
 
 class BartForSequenceClassification(nn.Module):
@@ -259,10 +237,11 @@ class BartForSequenceClassification(nn.Module):
 
 
 def build(cfg: BartConfig, head: str) -> nn.Module:
+    if head not in cfg.variant.heads:
+        raise UnsupportedModelError(f"model_type {cfg.model_type!r} has no {head!r} head; it offers: "
+                                    f"{', '.join(cfg.variant.heads)}.")
     if head == "seq2seq-lm":
         return BartForConditionalGeneration(cfg)
-    if cfg.model_type == "marian":  # transformers' MarianModel needs decoder inputs; no classification head
-        raise UnsupportedModelError(f"model_type 'marian' has no {head!r} head; it offers: seq2seq-lm.")
     if head == "base":
         return BartModel(cfg)
     if head == "sequence-classification":
@@ -271,7 +250,7 @@ def build(cfg: BartConfig, head: str) -> nn.Module:
 
 
 def weight_map(cfg: BartConfig, head: str) -> WeightMap:
-    renames: list[tuple[str, str]] = []
+    renames = [(r"\.layers\.(\d+)\.(fc1|fc2)\.", r".layers.\1.mlp.\2.")]  # our MLP holds the layer's fc1/fc2
     unused = [r"(encoder|decoder)\.version$"]  # fairseq leftovers in old checkpoints
     tied: dict[str, str] = {}
     if cfg.shared_embeddings:  # tied copies; some checkpoints keep only these (bart-large-cnn: the decoder's)
@@ -283,5 +262,5 @@ def weight_map(cfg: BartConfig, head: str) -> WeightMap:
     return WeightMap(renames, unused, tied)
 
 
-FAMILY = Family("bart", BartConfig, ("base", "seq2seq-lm", "sequence-classification"), build, weight_map,
+FAMILY = Family("bart", BartConfig, HEADS, build, weight_map,
                 lambda cfg: "model", input_names=("input_ids", "attention_mask"))

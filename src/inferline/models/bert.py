@@ -75,17 +75,24 @@ class BertEmbeddings(nn.Module):
 
 
 class BertModel(nn.Module):
-    def __init__(self, cfg: BertConfig):
+    """Embeddings → post-norm encoder. ELECTRA's embeddings are `embedding_size` wide, mapped up to
+    hidden_size by `embeddings_project` when the two differ."""
+
+    def __init__(self, cfg: BertConfig, embedding_size: int | None = None):
         super().__init__()
         if cfg.position_embedding_type != "absolute":
             raise UnsupportedModelError(
                 f"position_embedding_type {cfg.position_embedding_type!r} is not supported; only 'absolute'.")
-        self.embeddings = BertEmbeddings.from_config(cfg)
+        self.embeddings = BertEmbeddings.from_config(cfg, size=embedding_size)
+        if embedding_size is not None and embedding_size != cfg.hidden_size:
+            self.embeddings_project = nn.Linear(embedding_size, cfg.hidden_size)
         self.encoder = PostNormEncoder(cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads,
                                        cfg.intermediate_size, cfg.hidden_act, cfg.layer_norm_eps)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        x = self.embeddings(input_ids, token_type_ids)
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, E)
+        if "embeddings_project" in self._modules:
+            x = self.embeddings_project(x)  # (B, T, C)
         return self.encoder(x, padding_mask(attention_mask, x.dtype))  # (B, T, C)
 
 
@@ -101,14 +108,11 @@ def build(cfg: BertConfig, head: str) -> nn.Module:
 
 def weight_map(cfg: BertConfig, head: str) -> WeightMap:
     prefix = _prefix(cfg)
-    unused = [r"position_ids$", r"token_type_ids$", r"pooler\."]
+    unused = [r"pooler\."]
     renames: list[tuple[str, str]] = []
     tied: dict[str, str] = {}
     if head == "sequence-classification":
-        unused = unused[:2]
-        if cfg.roberta_like:  # classifier.dense / classifier.out_proj already match
-            unused.append(r"pooler\.")
-        else:  # BERT's pooler is the dense layer of its classification head
+        if not cfg.roberta_like:  # BERT's pooler is its classification head's dense layer (RoBERTa's match)
             renames += [(rf"^{prefix}\.pooler\.dense\.", "classifier.dense."),
                         (r"^classifier\.(weight|bias)$", r"classifier.out_proj.\1")]
     elif head == "masked-lm":

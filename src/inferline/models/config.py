@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass
@@ -20,15 +20,25 @@ class ModelConfig:
     max_position_embeddings: int = 512
     # The whole config.json, kept for save_pretrained and for task-specific keys.
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    # model_type → transformers' defaults where that type's config class differs from this one (mT5, Marian)
+    type_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @classmethod
     def from_hf(cls, config: dict[str, Any]):
-        """Keep the keys this dataclass declares; missing ones take transformers' defaults."""
+        """Keep the keys this dataclass declares; missing ones take transformers' defaults. `raw` keeps
+        config.json as given."""
+        merged = cls.merged_keys(config)
         names = {f.name for f in dataclasses.fields(cls)} - {"raw"}
-        kwargs = {k: v for k, v in config.items() if k in names}
+        kwargs = {k: v for k, v in merged.items() if k in names}
         out = cls(**kwargs, raw=dict(config))
-        out._finish_labels(config)
+        out._finish_labels(merged)
         return out
+
+    @classmethod
+    def merged_keys(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The keys the fields are read from (the family hook): config.json with what its model type changes
+        merged in: defaults that differ from the class's, values transformers hard-codes, key aliases."""
+        return {**cls.type_defaults.get(config.get("model_type"), {}), **config}
 
     def _finish_labels(self, config: dict[str, Any]) -> None:
         # transformers: id2label wins, else num_labels generic LABEL_i names; keys become ints.

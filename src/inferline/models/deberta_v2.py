@@ -229,7 +229,7 @@ def build(cfg: DebertaV2Config, head: str) -> nn.Module:
 
 
 def weight_map(cfg: DebertaV2Config, head: str) -> WeightMap:
-    unused = [r"position_ids$", r"^mask_predictions\."]
+    unused = [r"^mask_predictions\."]
     if not cfg.position_biased_input:  # transformers ignores a stray absolute table
         unused.append(r"embeddings\.position_embeddings\.")
     renames, tied = [], {}

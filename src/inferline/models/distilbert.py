@@ -37,10 +37,8 @@ class DistilBertConfig(ModelConfig):
     sinusoidal_pos_embds: bool = False
 
     @classmethod
-    def from_hf(cls, config: dict[str, Any]):
-        out = super().from_hf({**config, **{ours: config[k] for k, ours in ALIASES.items() if k in config}})
-        out.raw = dict(config)
-        return out
+    def merged_keys(cls, config: dict[str, Any]) -> dict[str, Any]:
+        return {**config, **{ours: config[k] for k, ours in ALIASES.items() if k in config}}
 
 
 class DistilBertModel(nn.Module):
@@ -85,7 +83,7 @@ HEAD_RENAMES = {
 
 
 def weight_map(cfg: DistilBertConfig, head: str) -> WeightMap:
-    unused = [r"position_ids$"]
+    unused = []
     if head == "base":
         unused += [r"^pre_classifier\.", r"^classifier\.", r"^qa_outputs\.", r"^vocab_"]
     tied = {"lm_head.decoder.weight": "distilbert.embeddings.word_embeddings.weight"} if head == "masked-lm" else {}

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
-from .bert import BertConfig, BertEmbeddings
+from .bert import BertConfig, BertModel
 from .heads import HEADS, encoder_head
-from .layers import PostNormEncoder, padding_mask
-from .registry import Family, UnsupportedModelError
+from .registry import Family
 from .weights import WeightMap
 
 
@@ -29,38 +27,18 @@ class ElectraConfig(BertConfig):
     intermediate_size: int = 1024
 
 
-class ElectraModel(nn.Module):
-    def __init__(self, cfg: ElectraConfig):
-        super().__init__()
-        if cfg.position_embedding_type != "absolute":
-            raise UnsupportedModelError(
-                f"position_embedding_type {cfg.position_embedding_type!r} is not supported; only 'absolute'.")
-        self.embeddings = BertEmbeddings.from_config(cfg, size=cfg.embedding_size)
-        if cfg.embedding_size != cfg.hidden_size:
-            self.embeddings_project = nn.Linear(cfg.embedding_size, cfg.hidden_size)
-        self.encoder = PostNormEncoder(cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads,
-                                       cfg.intermediate_size, cfg.hidden_act, cfg.layer_norm_eps)
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        x = self.embeddings(input_ids, token_type_ids)  # (B, T, E)
-        if hasattr(self, "embeddings_project"):
-            x = self.embeddings_project(x)  # (B, T, C)
-        return self.encoder(x, padding_mask(attention_mask, x.dtype))  # (B, T, C)
-
-
 def _prefix(cfg: ElectraConfig) -> str:
     return "electra"
 
 
 def build(cfg: ElectraConfig, head: str) -> nn.Module:
     # the generator's masked-LM head always uses gelu, whatever hidden_act is
-    return encoder_head(head, ElectraModel(cfg), "electra", cfg.hidden_size, cfg.num_labels, "gelu",
-                        (cfg.embedding_size, cfg.vocab_size, "gelu", cfg.layer_norm_eps, "generator_predictions"))
+    return encoder_head(head, BertModel(cfg, cfg.embedding_size), "electra", cfg.hidden_size, cfg.num_labels,
+                        "gelu", (cfg.embedding_size, cfg.vocab_size, "gelu", cfg.layer_norm_eps, "generator_predictions"))
 
 
 def weight_map(cfg: ElectraConfig, head: str) -> WeightMap:
-    unused = [r"position_ids$", r"token_type_ids$"]
-    renames, tied = [], {}
+    unused, renames, tied = [], [], {}
     if head == "base":  # a discriminator or generator checkpoint used as an encoder
         unused += [r"^discriminator_predictions\.", r"^generator_", r"^classifier\.", r"^qa_outputs\."]
     elif head == "masked-lm":

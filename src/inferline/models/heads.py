@@ -12,7 +12,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .layers import Linear, activation
+from .kernels import FastLinear
+from .layers import activation, new_cache
 
 HEADS = ("base", "sequence-classification", "token-classification", "question-answering", "masked-lm")
 
@@ -136,12 +137,20 @@ class CausalLMModel(_WithBackbone):
 
     def __init__(self, backbone: nn.Module, prefix: str, hidden_size: int, vocab_size: int):
         super().__init__(backbone, prefix)
-        self.lm_head = Linear(hidden_size, vocab_size, bias=False)
+        self.lm_head = FastLinear(hidden_size, vocab_size, bias=False)
 
-    def new_cache(self, batch_size: int, max_length: int):
-        return self.backbone.new_cache(batch_size, max_length)
+    new_cache = new_cache
 
     def forward(self, input_ids, attention_mask=None, cache=None, position_ids=None,
                 last_only: bool = False) -> torch.Tensor:
         hidden = self.backbone(input_ids, attention_mask, cache, position_ids)  # (B, T, C)
         return self.lm_head(hidden[:, -1:] if last_only else hidden)  # (B, T or 1, V)
+
+
+def decoder_head(head: str, backbone: nn.Module, prefix: str, hidden_size: int, vocab_size: int) -> nn.Module:
+    """The decoder-only heads over any decoder backbone: "base" is the backbone, "causal-lm" adds lm_head."""
+    if head == "base":
+        return backbone
+    if head == "causal-lm":
+        return CausalLMModel(backbone, prefix, hidden_size, vocab_size)
+    raise ValueError(f"Unknown head {head!r}; decoder heads: base, causal-lm.")

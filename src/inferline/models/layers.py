@@ -7,10 +7,13 @@ most families load with no renames; others map their names onto these in their W
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .kernels import FastLinear
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -88,69 +91,176 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     return out.view(Bkv, H, G, T, D).transpose(1, 2).reshape(B, H, T, D)
 
 
-class SelfAttention(nn.Module):
-    """Bidirectional multi-head self-attention with separate q/k/v projections (BERT's `attention.self`)."""
+class Attention(nn.Module):
+    """Multi-head attention over `attention`: the one attention module of every family.
 
-    def __init__(self, hidden_size: int, num_heads: int, bias: bool = True):
+    Self- or cross-attention (`source`: the encoder output), separate or fused q/k/v projections, GQA
+    (`num_kv_heads`), bias on q/k/v and output apart, an optional rotary hook (`rope` in forward) and
+    per-head q/k RMSNorm, and the KV cache: decoder self-attention (`causal`) stores this step's keys/values
+    at `layer_idx` and attends to all written so far; cross-attention projects the encoder output once per
+    cache and reuses it after.
+
+    names: the checkpoint's module names, (q, k, v, out) or with `fused` (qkv, out); out None means no output
+      projection (BERT's lives beside the residual in `attention.output`).
+    causal: decoder self-attention: with no mask, several queries attend causally (SDPA's own mask).
+    upcast: compute attention in float32 (GPT-2's reorder_and_upcast_attn).
+    linear: the projections' class (FastLinear, or nn.Linear where oneDNN's kernel does not pay).
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, num_kv_heads: int | None = None,
+                 head_dim: int | None = None, *, bias: bool = True, out_bias: bool | None = None,
+                 names: tuple[str | None, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"), fused: bool = False,
+                 scale: float | None = None, causal: bool = False, upcast: bool = False,
+                 qk_norm_eps: float | None = None, layer_idx: int = 0, linear: type[nn.Linear] = FastLinear):
         super().__init__()
-        if hidden_size % num_heads:
-            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_heads}.")
-        self.num_heads = num_heads
-        self.query = nn.Linear(hidden_size, hidden_size, bias=bias)
-        self.key = nn.Linear(hidden_size, hidden_size, bias=bias)
-        self.value = nn.Linear(hidden_size, hidden_size, bias=bias)
+        if head_dim is None:
+            if hidden_size % num_heads:
+                raise ValueError(f"hidden size {hidden_size} is not a multiple of the number of attention heads "
+                                 f"{num_heads}.")
+            head_dim = hidden_size // num_heads
+        H, Hkv, D = num_heads, num_kv_heads or num_heads, head_dim
+        self.num_heads, self.num_kv_heads, self.head_dim = H, Hkv, D
+        self.scale, self.causal, self.upcast, self.layer_idx, self.fused = scale, causal, upcast, layer_idx, fused
+        self.split_sizes = [H * D, Hkv * D, Hkv * D]
+        self.names = names
+        if fused:
+            self.add_module(names[0], linear(hidden_size, sum(self.split_sizes), bias=bias))
+        else:
+            for name, size in zip(names[:3], self.split_sizes):
+                self.add_module(name, linear(hidden_size, size, bias=bias))
+        self.out_name = names[-1]
+        if self.out_name is not None:
+            self.add_module(self.out_name, linear(H * D, hidden_size, bias=bias if out_bias is None else out_bias))
+        self.q_norm = RMSNorm(D, qk_norm_eps) if qk_norm_eps is not None else None  # Qwen3, before rotary
+        self.k_norm = RMSNorm(D, qk_norm_eps) if qk_norm_eps is not None else None
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        q, k, v = (split_heads(proj(x), self.num_heads) for proj in (self.query, self.key, self.value))
-        return merge_heads(attention(q, k, v, mask))  # (B, T, C)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: KVCache | None = None,
+                source: torch.Tensor | None = None, rope: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        H, Hkv, proj, names = self.num_heads, self.num_kv_heads, self._modules, self.names
+        if self.fused:
+            q, k, v = proj[names[0]](x).split(self.split_sizes, dim=-1)
+            q, k, v = split_heads(q, H), split_heads(k, Hkv), split_heads(v, Hkv)  # (B, H, T, D)
+        else:
+            q = split_heads(proj[names[0]](x), H)  # (B, H, T, D)
+            if source is None:
+                k, v = split_heads(proj[names[1]](x), Hkv), split_heads(proj[names[2]](x), Hkv)
+        if source is None:
+            if self.q_norm is not None:  # RMSNorm over each head's channels
+                q, k = self.q_norm(q), self.k_norm(k)
+            if rope is not None:
+                q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+            if cache is not None:
+                k, v = cache.update(self.layer_idx, k, v)  # (B, Hkv, S, D): cached + new
+        elif cache is not None and cache.cross[self.layer_idx] is not None:
+            k, v = cache.cross[self.layer_idx]
+        else:
+            k, v = split_heads(proj[names[1]](source), Hkv), split_heads(proj[names[2]](source), Hkv)
+            if cache is not None:  # stored contiguous: every later step reads them (SDPA ~30% faster)
+                k, v = k.contiguous(), v.contiguous()
+                cache.cross[self.layer_idx] = (k, v)
+        is_causal = self.causal and mask is None and q.shape[2] > 1
+        if self.upcast:
+            mask = None if mask is None else mask.float()
+            out = attention(q.float(), k.float(), v.float(), mask, self.scale, is_causal).to(x.dtype)
+        else:
+            out = attention(q, k, v, mask, self.scale, is_causal)
+        out = merge_heads(out)  # (B, T, H*D)
+        return out if self.out_name is None else proj[self.out_name](out)  # (B, T, C)
+
+
+class MLP(nn.Module):
+    """up → activation → down: GPT-2's c_fc/c_proj, BART's fc1/fc2, T5's wi/wo.
+
+    names: (up, down) as in the checkpoint; down None stops after the activation (BERT's `intermediate`,
+    whose down projection sits beside the residual in `output`).
+    """
+
+    def __init__(self, hidden_size: int, inner_size: int, act: str, bias: bool = True,
+                 names: tuple[str, str | None] = ("fc1", "fc2"), linear: type[nn.Linear] = FastLinear):
+        super().__init__()
+        self.up_name, self.down_name = names
+        self.add_module(self.up_name, linear(hidden_size, inner_size, bias=bias))
+        if self.down_name is not None:
+            self.add_module(self.down_name, linear(inner_size, hidden_size, bias=bias))
+        self.act = activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self._modules[self.up_name](x))
+        if self.down_name is None:
+            return h
+        down = self._modules[self.down_name]
+        return down(h.to(down.weight.dtype))  # T5 keeps its down projection float32 under float16
+
+
+class GatedMLP(nn.Module):
+    """down(act(gate(x)) * up(x)): Llama's SwiGLU, T5 v1.1's gated GELU (wi_0, wi_1, wo).
+
+    names: (gate, up, down) as in the checkpoint, or with `fused` (gate_up, down): Phi-3's gate_up_proj.
+    """
+
+    def __init__(self, hidden_size: int, inner_size: int, act: str, bias: bool = False, fused: bool = False,
+                 names: tuple[str, ...] = ("gate_proj", "up_proj", "down_proj"),
+                 linear: type[nn.Linear] = FastLinear):
+        super().__init__()
+        self.fused, self.names = fused, names
+        if fused:
+            self.add_module(names[0], linear(hidden_size, 2 * inner_size, bias=bias))
+        else:
+            self.add_module(names[0], linear(hidden_size, inner_size, bias=bias))
+            self.add_module(names[1], linear(hidden_size, inner_size, bias=bias))
+        self.add_module(names[-1], linear(inner_size, hidden_size, bias=bias))
+        self.act = activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        proj, names = self._modules, self.names
+        if self.fused:
+            gate, up = proj[names[0]](x).chunk(2, dim=-1)
+        else:
+            gate, up = proj[names[0]](x), proj[names[1]](x)
+        down = proj[names[-1]]
+        return down((self.act(gate) * up).to(down.weight.dtype))  # T5 keeps its down projection float32 under float16
 
 
 class DenseResidualNorm(nn.Module):
     """dense → add residual → LayerNorm: the post-norm output of BERT's attention and feed-forward."""
 
-    def __init__(self, in_size: int, hidden_size: int, eps: float):
+    def __init__(self, in_size: int, hidden_size: int, eps: float, linear: type[nn.Linear] = nn.Linear):
         super().__init__()
-        self.dense = nn.Linear(in_size, hidden_size)
+        self.dense = linear(in_size, hidden_size)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dense(x) + residual)
 
 
-class DenseActivation(nn.Module):
-    """dense → activation (BERT's `intermediate`)."""
-
-    def __init__(self, in_size: int, out_size: int, act: str):
-        super().__init__()
-        self.dense = nn.Linear(in_size, out_size)
-        self.act = activation(act)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.dense(x))
-
-
 class PostNormAttention(nn.Module):
     """self-attention → dense → add residual → LayerNorm; `self_attention` replaces BERT's (DeBERTa's
     disentangled one), and any extra forward arguments are passed on to it."""
 
-    def __init__(self, hidden_size: int, num_heads: int, eps: float, self_attention: nn.Module | None = None):
+    def __init__(self, hidden_size: int, num_heads: int, eps: float, self_attention: nn.Module | None = None,
+                 linear: type[nn.Linear] = nn.Linear):
         super().__init__()
-        self.self = self_attention if self_attention is not None else SelfAttention(hidden_size, num_heads)
-        self.output = DenseResidualNorm(hidden_size, hidden_size, eps)
+        self.self = self_attention if self_attention is not None else \
+            Attention(hidden_size, num_heads, names=("query", "key", "value", None), linear=linear)
+        self.output = DenseResidualNorm(hidden_size, hidden_size, eps, linear)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *extra) -> torch.Tensor:
         return self.output(self.self(x, mask, *extra), x)
 
 
 class PostNormEncoderLayer(nn.Module):
-    """The BERT block: attention and feed-forward, each followed by residual + LayerNorm."""
+    """The BERT block: attention and feed-forward, each followed by residual + LayerNorm.
+
+    `linear` is the class of every projection in the block (nn.Linear today; FastLinear is a drop-in).
+    """
 
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, act: str, eps: float,
-                 self_attention: nn.Module | None = None):
+                 self_attention: nn.Module | None = None, linear: type[nn.Linear] = nn.Linear):
         super().__init__()
-        self.attention = PostNormAttention(hidden_size, num_heads, eps, self_attention)
-        self.intermediate = DenseActivation(hidden_size, intermediate_size, act)
-        self.output = DenseResidualNorm(intermediate_size, hidden_size, eps)
+        self.attention = PostNormAttention(hidden_size, num_heads, eps, self_attention, linear)
+        self.intermediate = MLP(hidden_size, intermediate_size, act, names=("dense", None), linear=linear)
+        self.output = DenseResidualNorm(intermediate_size, hidden_size, eps, linear)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *extra) -> torch.Tensor:
         x = self.attention(x, mask, *extra)
@@ -159,25 +269,15 @@ class PostNormEncoderLayer(nn.Module):
 
 class PostNormEncoder(nn.Module):
     def __init__(self, num_layers: int, hidden_size: int, num_heads: int, intermediate_size: int, act: str,
-                 eps: float):
+                 eps: float, linear: type[nn.Linear] = nn.Linear):
         super().__init__()
-        self.layer = nn.ModuleList(
-            PostNormEncoderLayer(hidden_size, num_heads, intermediate_size, act, eps) for _ in range(num_layers))
+        self.layer = nn.ModuleList(PostNormEncoderLayer(hidden_size, num_heads, intermediate_size, act, eps,
+                                                        linear=linear) for _ in range(num_layers))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         for layer in self.layer:
             x = layer(x, mask)
         return x
-
-
-def sinusoidal_positions(num_positions: int, dim: int) -> torch.Tensor:
-    """(num_positions, dim) fixed sin/cos table (DistilBERT's sinusoidal_pos_embds, ...)."""
-    position = torch.arange(num_positions, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(num_positions, dim)
-    table[:, 0::2] = torch.sin(position * freq)
-    table[:, 1::2] = torch.cos(position * freq[: dim // 2])
-    return table
 
 
 # ----- decoder blocks: norms, rotary positions, the KV cache, causal masks -----
@@ -201,33 +301,6 @@ class RMSNorm(nn.Module):
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x.to(dtype)
-
-
-# oneDNN's matmul on dense weights (the kernel torch.compile emits for CPU linears); None where torch lacks it.
-_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
-
-
-class Linear(nn.Linear):
-    """nn.Linear (same parameters, same maths), computed by oneDNN for float32 on the CPU.
-
-    torch's CPU linear calls MKL's sgemm, which runs the few rows of a decode step far below memory bandwidth;
-    oneDNN's matmul is 1.5-3x faster there (most on the vocabulary projection) and ~20% faster on long inputs
-    (torch 2.13, 2 threads). One row onto a vocabulary-sized output is faster still as MKL's weight @ x.T
-    (two columns: one would take the slow gemv path). Results can differ from nn.Linear's in the last bits
-    (summation order). Other devices and dtypes, and autograd, get nn.Linear's own path.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _ONEDNN_LINEAR is None or x.device.type != "cpu" or x.dtype != torch.float32 \
-                or self.weight.dtype != torch.float32 or (torch.is_grad_enabled() and self.weight.requires_grad):
-            return F.linear(x, self.weight, self.bias)
-        if x.numel() == x.shape[-1] and self.out_features >= 16384:  # one row, a vocabulary: (V, C) @ (C, 2)
-            row = x.reshape(1, -1)
-            cols = torch.cat((row, row)).t()
-            out = torch.mm(self.weight, cols) if self.bias is None else torch.addmm(self.bias[:, None], self.weight,
-                                                                                   cols)
-            return out[:, 0].contiguous().view(*x.shape[:-1], self.out_features)
-        return _ONEDNN_LINEAR(x, self.weight, self.bias, "none", [], "")
 
 
 class KVCache:
@@ -282,42 +355,6 @@ def key_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.
     return mask.masked_fill_(attention_mask == 0, torch.finfo(dtype).min)[:, None, None, :]
 
 
-class MultiHeadAttention(nn.Module):
-    """q/k/v/out projections over `attention`: encoder self-, decoder self- and cross-attention.
-
-    Named like BART's (`q_proj`, `k_proj`, `v_proj`, `out_proj`); other families rename onto these. With a
-    cache, self-attention stores this step's keys/values at `layer` and attends to all written so far;
-    cross-attention (`source` given) projects the encoder output once per cache and reuses it after.
-    """
-
-    def __init__(self, hidden_size: int, num_heads: int, head_dim: int | None = None, bias: bool = True,
-                 scale: float | None = None):
-        super().__init__()
-        head_dim = head_dim or hidden_size // num_heads
-        inner = num_heads * head_dim
-        self.num_heads, self.head_dim, self.scale = num_heads, head_dim, scale
-        self.q_proj = Linear(hidden_size, inner, bias=bias)
-        self.k_proj = Linear(hidden_size, inner, bias=bias)
-        self.v_proj = Linear(hidden_size, inner, bias=bias)
-        self.out_proj = Linear(inner, hidden_size, bias=bias)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, source: torch.Tensor | None = None,
-                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        q = split_heads(self.q_proj(x), self.num_heads)  # (B, H, T, D)
-        if source is None:
-            k, v = split_heads(self.k_proj(x), self.num_heads), split_heads(self.v_proj(x), self.num_heads)
-            if cache is not None:
-                k, v = cache.update(layer, k, v)  # (B, H, S, D): cached + new
-        elif cache is not None and cache.cross[layer] is not None:
-            k, v = cache.cross[layer]
-        else:
-            k, v = split_heads(self.k_proj(source), self.num_heads), split_heads(self.v_proj(source), self.num_heads)
-            if cache is not None:  # stored contiguous: every later step reads them (SDPA ~30% faster)
-                k, v = k.contiguous(), v.contiguous()
-                cache.cross[layer] = (k, v)
-        return self.out_proj(merge_heads(attention(q, k, v, mask, self.scale)))  # (B, T, C)
-
-
 def causal_mask(attention_mask: torch.Tensor, query_length: int, dtype: torch.dtype,
                 sliding_window: int | None = None) -> torch.Tensor:
     """(B, S) 1/0 mask over every position so far → (B, 1, T, S) additive mask for the last T queries.
@@ -345,6 +382,81 @@ def positions_from_mask(attention_mask: torch.Tensor, query_length: int) -> torc
     positions = attention_mask.long().cumsum(-1) - 1
     positions = positions.clamp_(min=0)
     return positions[:, -query_length:]
+
+
+def new_cache(model: nn.Module, batch_size: int, max_length: int) -> KVCache:
+    """The KVCache of a decoder: one layer per decoder self-attention (`Attention(causal=True)`) in `model`,
+    with its kv heads, head size, dtype and device. Generative models take this as their `new_cache`."""
+    layers = [m for m in model.modules() if isinstance(m, Attention) and m.causal]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no decoder self-attention to cache.")
+    first = layers[0]
+    weight = next(first.parameters())
+    return KVCache(len(layers), batch_size, first.num_kv_heads, max_length, first.head_dim, weight.dtype,
+                   weight.device)
+
+
+class DecoderStep(NamedTuple):
+    positions: torch.Tensor  # (B, T) position ids of the new tokens
+    masks: dict  # sliding window (None: none) → (B, 1, T, S) additive mask, or None: SDPA's own causal mask
+    length: int  # S: cached + new positions
+
+
+def decoder_step(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cache: KVCache | None,
+                 position_ids: torch.Tensor | None, dtype: torch.dtype, windows=(None,)) -> DecoderStep:
+    """The prologue of a decoder-only forward: the mask over cached + new positions (all real when none is
+    given), positions counted from it (left padding), and the causal mask for each sliding window."""
+    B, T = input_ids.shape
+    past = cache.length if cache is not None else 0
+    plain = attention_mask is None and past == 0  # no padding, nothing cached: SDPA's own causal mask
+    if attention_mask is None:
+        attention_mask = torch.ones(B, past + T, dtype=torch.long, device=input_ids.device)
+    S = attention_mask.shape[1]
+    if S != past + T:
+        raise ValueError(f"attention_mask covers {S} positions; the cache holds {past} and input_ids adds {T}.")
+    if position_ids is None:
+        position_ids = positions_from_mask(attention_mask, T)
+    masks = {w: None if plain and (w is None or w >= S) else causal_mask(attention_mask, T, dtype, w)
+             for w in set(windows)}
+    return DecoderStep(position_ids, masks, S)
+
+
+def decoder_layers(layers: nn.ModuleList, x: torch.Tensor, step: DecoderStep, cache: KVCache | None,
+                   windows, *extra) -> torch.Tensor:
+    """Run decoder-only layers `layer(x, mask, cache, *extra)`, each with its window's mask, then advance the
+    cache past the new tokens."""
+    for layer, window in zip(layers, windows):
+        x = layer(x, step.masks[window], cache, *extra)
+    if cache is not None:
+        cache.advance(x.shape[1])
+    return x
+
+
+def decode_stack(stack: nn.Module, x: torch.Tensor, encoder_hidden: torch.Tensor,
+                 encoder_attention_mask: torch.Tensor | None, cache: KVCache | None) -> torch.Tensor:
+    """An encoder-decoder's decode step over embedded decoder tokens x (B, T, C): the causal mask over cached +
+    new tokens (none for one new token), the key-padding mask over the encoder output, then
+    `stack(x, mask, encoder_hidden, cross_mask, cache)` and the cache advanced past the new tokens."""
+    B, T, _ = x.shape
+    S = T + (cache.length if cache is not None else 0)
+    self_mask = None if T == 1 else causal_mask(torch.ones(B, S, dtype=torch.long, device=x.device), T, x.dtype)
+    cross_mask = None if encoder_attention_mask is None else key_padding_mask(encoder_attention_mask, x.dtype)
+    x = stack(x, self_mask, encoder_hidden, cross_mask, cache)
+    if cache is not None:
+        cache.advance(T)
+    return x
+
+
+def clamp_fp16_overflow(x: torch.Tensor, nan_too: bool = False) -> torch.Tensor:
+    """float16 only: once any value overflowed to ±inf (with `nan_too`, or is NaN), clamp every value into
+    ±(max - 1000), as transformers does after T5's sub-layers (inf) and BART's encoder layers (inf or NaN).
+    No host sync: the condition stays a tensor."""
+    if x.dtype != torch.float16:
+        return x
+    big = torch.finfo(x.dtype).max
+    overflow = ~torch.isfinite(x).all() if nan_too else torch.isinf(x).any()
+    limit = torch.where(overflow, big - 1000, big)  # clamping to ±max changes no finite value
+    return torch.clamp(x, min=-limit, max=limit)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:

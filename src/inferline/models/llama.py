@@ -16,10 +16,9 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .heads import CausalLMModel
-from .layers import KVCache, Linear, RMSNorm, Rotary, activation, apply_rotary, attention, causal_mask, merge_heads, \
-    positions_from_mask
-from .registry import Family, UnsupportedModelError
+from .heads import decoder_head
+from .layers import Attention, GatedMLP, KVCache, RMSNorm, Rotary, decoder_layers, decoder_step, new_cache
+from .registry import Family
 from .weights import WeightMap
 
 HEADS = ("base", "causal-lm")
@@ -67,11 +66,9 @@ class LlamaConfig(ModelConfig):
     }
 
     @classmethod
-    def from_hf(cls, config: dict[str, Any]):
+    def merged_keys(cls, config: dict[str, Any]) -> dict[str, Any]:
         forced, defaults = cls.variants.get(config.get("model_type"), ({}, {}))
-        out = super().from_hf({**defaults, **config, **forced})
-        out.raw = dict(config)
-        return out
+        return {**defaults, **config, **forced}
 
     @property
     def kv_heads(self) -> int:
@@ -105,78 +102,24 @@ class LlamaConfig(ModelConfig):
                       self.max_position_embeddings)
 
 
-class Attention(nn.Module):
-    """Causal self-attention with rotary positions, GQA and optional q/k norm (the sliding window is in the mask)."""
-
-    def __init__(self, cfg: LlamaConfig, layer_idx: int):
-        super().__init__()
-        C, H, Hkv, D = cfg.hidden_size, cfg.num_attention_heads, cfg.kv_heads, cfg.dim
-        self.layer_idx, self.num_heads, self.num_kv_heads, self.head_dim = layer_idx, H, Hkv, D
-        qkv_bias = cfg.attention_bias if cfg.qkv_bias is None else cfg.qkv_bias
-        self.fused = cfg.fused_projections
-        if self.fused:
-            self.qkv_proj = Linear(C, (H + 2 * Hkv) * D, bias=qkv_bias)
-        else:
-            self.q_proj = Linear(C, H * D, bias=qkv_bias)
-            self.k_proj = Linear(C, Hkv * D, bias=qkv_bias)
-            self.v_proj = Linear(C, Hkv * D, bias=qkv_bias)
-        self.o_proj = Linear(H * D, C, bias=cfg.attention_bias)
-        self.q_norm = RMSNorm(D, cfg.rms_norm_eps) if cfg.qk_norm else None
-        self.k_norm = RMSNorm(D, cfg.rms_norm_eps) if cfg.qk_norm else None
-
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None,
-                cache: KVCache | None) -> torch.Tensor:
-        B, T, _ = x.shape
-        H, Hkv, D = self.num_heads, self.num_kv_heads, self.head_dim
-        if self.fused:
-            q, k, v = self.qkv_proj(x).split([H * D, Hkv * D, Hkv * D], dim=-1)
-        else:
-            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        q, k, v = q.view(B, T, H, D), k.view(B, T, Hkv, D), v.view(B, T, Hkv, D)
-        if self.q_norm is not None:  # Qwen3: RMSNorm over each head's channels, before rotary
-            q, k = self.q_norm(q), self.k_norm(k)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
-        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
-        if cache is not None:
-            k, v = cache.update(self.layer_idx, k, v)  # (B, Hkv, S, D)
-        out = attention(q, k, v, mask, is_causal=mask is None and T > 1)
-        return self.o_proj(merge_heads(out))  # (B, T, C)
-
-
-class GatedMLP(nn.Module):
-    """down(act(gate(x)) * up(x)): SwiGLU, with gate and up as one `gate_up_proj` when fused (Phi-3)."""
-
-    def __init__(self, hidden_size: int, intermediate_size: int, act: str, bias: bool = False,
-                 fused: bool = False):
-        super().__init__()
-        self.fused = fused
-        if fused:
-            self.gate_up_proj = Linear(hidden_size, 2 * intermediate_size, bias=bias)
-        else:
-            self.gate_proj = Linear(hidden_size, intermediate_size, bias=bias)
-            self.up_proj = Linear(hidden_size, intermediate_size, bias=bias)
-        self.down_proj = Linear(intermediate_size, hidden_size, bias=bias)
-        self.act = activation(act)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused:
-            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        else:
-            gate, up = self.gate_proj(x), self.up_proj(x)
-        return self.down_proj(self.act(gate) * up)
-
-
 class DecoderLayer(nn.Module):
+    """x + self_attn(input_layernorm(x)) with rotary positions and GQA, then x + mlp(post_attention_layernorm(x))."""
+
     def __init__(self, cfg: LlamaConfig, layer_idx: int):
         super().__init__()
-        self.self_attn = Attention(cfg, layer_idx)
-        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act, cfg.mlp_bias,
-                            cfg.fused_projections)
-        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        C, fused = cfg.hidden_size, cfg.fused_projections
+        self.self_attn = Attention(
+            C, cfg.num_attention_heads, cfg.kv_heads, cfg.dim, fused=fused, causal=True, layer_idx=layer_idx,
+            bias=cfg.attention_bias if cfg.qkv_bias is None else cfg.qkv_bias, out_bias=cfg.attention_bias,
+            names=("qkv_proj", "o_proj") if fused else ("q_proj", "k_proj", "v_proj", "o_proj"),
+            qk_norm_eps=cfg.rms_norm_eps if cfg.qk_norm else None)
+        self.mlp = GatedMLP(C, cfg.intermediate_size, cfg.hidden_act, cfg.mlp_bias, fused,
+                            names=("gate_up_proj", "down_proj") if fused else ("gate_proj", "up_proj", "down_proj"))
+        self.input_layernorm = RMSNorm(C, cfg.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(C, cfg.rms_norm_eps)
 
-    def forward(self, x, rope, mask, cache) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), rope, mask, cache)
+    def forward(self, x, mask, cache, rope) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), mask, cache, rope=rope)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -190,42 +133,20 @@ class LlamaModel(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.rotary = cfg.rotary()  # no weights: frequencies are computed from positions
         self.windows = cfg.layer_windows()
-        self.cache_shape = (cfg.num_hidden_layers, cfg.kv_heads, cfg.dim)
 
-    def new_cache(self, batch_size: int, max_length: int) -> KVCache:
-        weight = self.embed_tokens.weight
-        layers, kv_heads, head_dim = self.cache_shape
-        return KVCache(layers, batch_size, kv_heads, max_length, head_dim, weight.dtype, weight.device)
+    new_cache = new_cache
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 cache: KVCache | None = None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        B, T = input_ids.shape
-        past = cache.length if cache is not None else 0
-        plain = attention_mask is None and past == 0  # no padding, nothing cached: SDPA's own causal mask
-        if attention_mask is None:
-            attention_mask = torch.ones(B, past + T, dtype=torch.long, device=input_ids.device)
-        S = attention_mask.shape[1]
-        if S != past + T:
-            raise ValueError(f"attention_mask covers {S} positions; the cache holds {past} and input_ids adds {T}.")
-        if position_ids is None:
-            position_ids = positions_from_mask(attention_mask, T)
+        step = decoder_step(input_ids, attention_mask, cache, position_ids, self.embed_tokens.weight.dtype,
+                            self.windows)
         x = self.embed_tokens(input_ids)  # (B, T, C)
-        rope = self.rotary(position_ids, x.dtype, seq_len=S)  # S: the longest row's length, without a host sync
-        masks = {w: None if plain and (w is None or w >= S) else causal_mask(attention_mask, T, x.dtype, w)
-                 for w in set(self.windows)}
-        for layer, window in zip(self.layers, self.windows):
-            x = layer(x, rope, masks[window], cache)
-        if cache is not None:
-            cache.advance(T)
-        return self.norm(x)
+        rope = self.rotary(step.positions, x.dtype, seq_len=step.length)  # the longest row, without a host sync
+        return self.norm(decoder_layers(self.layers, x, step, cache, self.windows, rope))
 
 
 def build(cfg: LlamaConfig, head: str) -> nn.Module:
-    if head == "base":
-        return LlamaModel(cfg)
-    if head == "causal-lm":
-        return CausalLMModel(LlamaModel(cfg), "model", cfg.hidden_size, cfg.vocab_size)
-    raise UnsupportedModelError(f"no head {head!r}")
+    return decoder_head(head, LlamaModel(cfg), "model", cfg.hidden_size, cfg.vocab_size)
 
 
 def weight_map(cfg: LlamaConfig, head: str) -> WeightMap:

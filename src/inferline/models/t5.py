@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from .config import ModelConfig
-from .layers import KVCache, Linear, MultiHeadAttention, RMSNorm, activation, causal_mask, key_padding_mask, \
+from .kernels import FastLinear
+from .layers import MLP, Attention, GatedMLP, KVCache, RMSNorm, clamp_fp16_overflow, decode_stack, new_cache, \
     padding_mask
 from .registry import Family, UnsupportedModelError
 from .weights import WeightMap
@@ -44,6 +46,7 @@ class T5Config(ModelConfig):
     eos_token_id: int | list[int] | None = 1
     bos_token_id: int | None = None
     decoder_start_token_id: int | None = None
+    type_defaults: ClassVar[dict[str, dict]] = {"mt5": MT5_DEFAULTS}
 
     def __post_init__(self):
         if self.num_decoder_layers is None:
@@ -58,12 +61,6 @@ class T5Config(ModelConfig):
         # transformers maps "gated-gelu" to the tanh approximation (gelu_new); other names are taken as is.
         self.dense_act_fn = "gelu_new" if self.feed_forward_proj == "gated-gelu" else parts[-1]
 
-    @classmethod
-    def from_hf(cls, config):
-        defaults = MT5_DEFAULTS if config.get("model_type") == "mt5" else {}
-        out = super().from_hf({**defaults, **config})
-        out.raw = dict(config)
-        return out
 
 
 def relative_buckets(relative: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int
@@ -83,52 +80,27 @@ def relative_buckets(relative: torch.Tensor, bidirectional: bool, num_buckets: i
     return buckets + torch.where(relative < max_exact, relative, large)
 
 
-def clamp_fp16(x: torch.Tensor) -> torch.Tensor:
-    """transformers keeps float16 activations finite after each sub-layer (no host sync here)."""
-    if x.dtype != torch.float16:
-        return x
-    big = torch.finfo(x.dtype).max
-    limit = torch.where(torch.isinf(x).any(), big - 1000, big)
-    return torch.clamp(x, min=-limit, max=limit)
-
-
 class T5AttentionLayer(nn.Module):
     """pre-RMSNorm → attention (unscaled) → residual: T5LayerSelfAttention / T5LayerCrossAttention."""
 
-    def __init__(self, cfg: T5Config, name: str):
+    def __init__(self, cfg: T5Config, name: str, layer_idx: int, causal: bool = False):
         super().__init__()
         self.attention_name = name  # "SelfAttention" or "EncDecAttention", as in the checkpoint
-        self.add_module(name, MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.d_kv, bias=False, scale=1.0))
+        self.add_module(name, Attention(cfg.d_model, cfg.num_heads, head_dim=cfg.d_kv, bias=False, scale=1.0,
+                                        names=("q", "k", "v", "o"), causal=causal, layer_idx=layer_idx))
         self.layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, to_weight_dtype=True)
 
-    def forward(self, x, mask, source=None, cache=None, layer=0):
-        attn = getattr(self, self.attention_name)
-        return x + attn(self.layer_norm(x), mask, source, cache, layer)
-
-
-class T5DenseReluDense(nn.Module):
-    """wi → act → wo, or gated: act(wi_0) * wi_1 → wo (v1.1, flan-t5, mt5)."""
-
-    def __init__(self, cfg: T5Config):
-        super().__init__()
-        if cfg.is_gated_act:
-            self.wi_0 = Linear(cfg.d_model, cfg.d_ff, bias=False)
-            self.wi_1 = Linear(cfg.d_model, cfg.d_ff, bias=False)
-        else:
-            self.wi = Linear(cfg.d_model, cfg.d_ff, bias=False)
-        self.wo = Linear(cfg.d_ff, cfg.d_model, bias=False)
-        self.act = activation(cfg.dense_act_fn)
-        self.gated = cfg.is_gated_act
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.wi_0(x)) * self.wi_1(x) if self.gated else self.act(self.wi(x))
-        return self.wo(h.to(self.wo.weight.dtype))
+    def forward(self, x, mask, cache=None, source=None):
+        return x + self._modules[self.attention_name](self.layer_norm(x), mask, cache, source)
 
 
 class T5LayerFF(nn.Module):
+    """pre-RMSNorm → wi → act → wo, or gated: act(wi_0) * wi_1 → wo (v1.1, flan-t5, mt5) → residual."""
+
     def __init__(self, cfg: T5Config):
         super().__init__()
-        self.DenseReluDense = T5DenseReluDense(cfg)
+        self.DenseReluDense = GatedMLP(cfg.d_model, cfg.d_ff, cfg.dense_act_fn, names=("wi_0", "wi_1", "wo")) \
+            if cfg.is_gated_act else MLP(cfg.d_model, cfg.d_ff, cfg.dense_act_fn, bias=False, names=("wi", "wo"))
         self.layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, to_weight_dtype=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,18 +108,18 @@ class T5LayerFF(nn.Module):
 
 
 class T5Block(nn.Module):
-    def __init__(self, cfg: T5Config, is_decoder: bool):
+    def __init__(self, cfg: T5Config, is_decoder: bool, layer_idx: int):
         super().__init__()
-        parts = [T5AttentionLayer(cfg, "SelfAttention")]
+        parts = [T5AttentionLayer(cfg, "SelfAttention", layer_idx, causal=is_decoder)]
         if is_decoder:
-            parts.append(T5AttentionLayer(cfg, "EncDecAttention"))
+            parts.append(T5AttentionLayer(cfg, "EncDecAttention", layer_idx))
         self.layer = nn.ModuleList([*parts, T5LayerFF(cfg)])
 
-    def forward(self, x, mask, source=None, cross_mask=None, cache=None, index=0):
-        x = clamp_fp16(self.layer[0](x, mask, None, cache, index))
+    def forward(self, x, mask, source=None, cross_mask=None, cache=None):
+        x = clamp_fp16_overflow(self.layer[0](x, mask, cache))
         if len(self.layer) == 3:
-            x = clamp_fp16(self.layer[1](x, cross_mask, source, cache, index))
-        return clamp_fp16(self.layer[-1](x))
+            x = clamp_fp16_overflow(self.layer[1](x, cross_mask, cache, source))
+        return clamp_fp16_overflow(self.layer[-1](x))
 
 
 class T5Stack(nn.Module):
@@ -156,7 +128,7 @@ class T5Stack(nn.Module):
     def __init__(self, cfg: T5Config, num_layers: int, is_decoder: bool):
         super().__init__()
         self.relative_attention_bias = nn.Embedding(cfg.relative_attention_num_buckets, cfg.num_heads)
-        self.block = nn.ModuleList(T5Block(cfg, is_decoder) for _ in range(num_layers))
+        self.block = nn.ModuleList(T5Block(cfg, is_decoder, i) for i in range(num_layers))
         self.final_layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon, to_weight_dtype=True)
         self.is_decoder = is_decoder
         self.num_buckets, self.max_distance = cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance
@@ -172,8 +144,8 @@ class T5Stack(nn.Module):
         start = cache.length if cache is not None else 0
         bias = self.position_bias(start, x.shape[1], x.device).to(x.dtype)
         mask = bias if mask is None else bias + mask  # (B, H, T, S)
-        for index, block in enumerate(self.block):
-            x = block(x, mask, source, cross_mask, cache, index)
+        for block in self.block:
+            x = block(x, mask, source, cross_mask, cache)
         return self.final_layer_norm(x)
 
 
@@ -187,9 +159,8 @@ class T5ForConditionalGeneration(nn.Module):
         self.shared = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.encoder = T5Stack(cfg, cfg.num_layers, is_decoder=False)
         self.decoder = T5Stack(cfg, cfg.num_decoder_layers, is_decoder=True)
-        self.lm_head = Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head = FastLinear(cfg.d_model, cfg.vocab_size, bias=False)
         self.output_scale = cfg.d_model ** -0.5 if cfg.tie_word_embeddings else 1.0
-        self.num_heads, self.head_dim, self.num_decoder_layers = cfg.num_heads, cfg.d_kv, cfg.num_decoder_layers
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.shared(input_ids)
@@ -197,14 +168,7 @@ class T5ForConditionalGeneration(nn.Module):
 
     def decode(self, decoder_input_ids: torch.Tensor, encoder_hidden: torch.Tensor,
                encoder_attention_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
-        x = self.shared(decoder_input_ids)
-        B, T = decoder_input_ids.shape
-        S = T + (cache.length if cache is not None else 0)
-        self_mask = None if T == 1 else causal_mask(decoder_input_ids.new_ones(B, S), T, x.dtype)
-        cross_mask = None if encoder_attention_mask is None else key_padding_mask(encoder_attention_mask, x.dtype)
-        x = self.decoder(x, self_mask, encoder_hidden, cross_mask, cache)
-        if cache is not None:
-            cache.advance(T)
+        x = decode_stack(self.decoder, self.shared(decoder_input_ids), encoder_hidden, encoder_attention_mask, cache)
         return self.lm_head(x * self.output_scale)  # (B, T, V)
 
     def forward(self, input_ids, attention_mask=None, decoder_input_ids=None) -> torch.Tensor:
@@ -213,10 +177,7 @@ class T5ForConditionalGeneration(nn.Module):
             raise ValueError("T5 needs `decoder_input_ids` for a full forward; generation uses encode/decode.")
         return self.decode(decoder_input_ids, self.encode(input_ids, attention_mask), attention_mask)
 
-    def new_cache(self, batch_size: int, max_length: int) -> KVCache:
-        weight = self.shared.weight
-        return KVCache(self.num_decoder_layers, batch_size, self.num_heads, max_length, self.head_dim,
-                       weight.dtype, weight.device)
+    new_cache = new_cache
 
 
 def build(cfg: T5Config, head: str) -> nn.Module:
@@ -227,8 +188,6 @@ def build(cfg: T5Config, head: str) -> nn.Module:
 
 def weight_map(cfg: T5Config, head: str) -> WeightMap:
     renames = [
-        (r"Attention\.([qkv])\.weight$", r"Attention.\1_proj.weight"),
-        (r"Attention\.o\.weight$", "Attention.out_proj.weight"),
         (r"^(encoder|decoder)\.block\.0\.layer\.0\.SelfAttention\.relative_attention_bias\.",
          r"\1.relative_attention_bias."),
         (r"^(encoder|decoder)\.embed_tokens\.weight$", "shared.weight"),  # tied copies some checkpoints keep

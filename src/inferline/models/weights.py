@@ -7,7 +7,6 @@ assigned in place. Errors name the tensor, the expected and the found shape.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +14,12 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 # Renames every old checkpoint may need, whatever its family (TF-era LayerNorm names).
 COMMON_RENAMES = [(r"LayerNorm\.gamma$", "LayerNorm.weight"), (r"LayerNorm\.beta$", "LayerNorm.bias")]
+# Buffers transformers saves in some checkpoints and no family loads: index tables it rebuilds itself.
+COMMON_UNUSED = [r"position_ids$", r"token_type_ids$"]
 
 
 @dataclass
@@ -84,12 +86,12 @@ def resolve_dtype(dtype, config: dict) -> torch.dtype:
 def load_weights(build: Callable[[], nn.Module], state: dict[str, torch.Tensor], weight_map: WeightMap,
                  dtype: torch.dtype, device: torch.device | str = "cpu", base_prefix: str = "") -> nn.Module:
     """Build the module on meta and assign the renamed checkpoint tensors, strictly."""
-    with torch.device("meta"), _skip_init():
+    with torch.device("meta"), _SkipInit():
         model = build()
     expected = {**dict(model.named_parameters()), **dict(model.named_buffers())}
     renamed, origin = _rename(state, weight_map)
     renamed, origin = _align_prefix(renamed, origin, expected, base_prefix)
-    unused = [re.compile(p) for p in weight_map.unused]
+    unused = [re.compile(p) for p in COMMON_UNUSED + weight_map.unused]
 
     missing = [k for k in expected if k not in renamed and k not in weight_map.tied]
     unexpected = [k for k in renamed if k not in expected and not any(p.search(k) for p in unused)]
@@ -126,23 +128,23 @@ def load_weights(build: Callable[[], nn.Module], state: dict[str, torch.Tensor],
     return model.eval()
 
 
-@contextlib.contextmanager
-def _skip_init():
-    """Skip random initialisation while building on meta: every tensor is replaced by the checkpoint's, and
-    meta-device `normal_` would import torch's whole decomposition library (over a second) for nothing."""
-    names = ("normal_", "uniform_", "kaiming_uniform_", "trunc_normal_", "xavier_uniform_", "xavier_normal_",
-             "zeros_", "ones_", "constant_")
-    saved = {name: getattr(torch.nn.init, name) for name in names}
-    fill = nn.Embedding._fill_padding_idx_with_zero
-    try:
-        for name in names:
-            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
-        nn.Embedding._fill_padding_idx_with_zero = lambda self: None
-        yield
-    finally:
-        for name, function in saved.items():
-            setattr(torch.nn.init, name, function)
-        nn.Embedding._fill_padding_idx_with_zero = fill
+class _SkipInit(TorchFunctionMode):
+    """Skip the random and constant fills of meta-device tensors while a module is built: every tensor is then
+    replaced by the checkpoint's, and meta-device `normal_` would import torch's whole decomposition library
+    (over a second) for nothing. A torch function mode is thread-local and patches nothing: torch.nn.init and
+    modules built anywhere else stay as they are."""
+
+    FILLS = frozenset({"normal_", "uniform_", "fill_", "zero_", "erfinv_", "constant_", "ones_", "zeros_",
+                       "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "xavier_uniform_", "xavier_normal_",
+                       "orthogonal_"})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", None) in self.FILLS:
+            tensor = args[0] if args else kwargs.get("tensor")
+            if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+                return tensor
+        return func(*args, **kwargs)
 
 
 def _rename(state: dict[str, torch.Tensor], weight_map: WeightMap) -> tuple[dict, dict]:

@@ -1,0 +1,149 @@
+"""Loading touches no process-wide torch state, and FastLinear's private-op path falls back to F.linear."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from torch import nn
+
+from parity.compare import assert_same
+
+INIT_NAMES = ("normal_", "uniform_", "kaiming_uniform_", "trunc_normal_", "xavier_uniform_", "xavier_normal_",
+              "zeros_", "ones_", "constant_")
+
+
+def _kaiming_initialised(make) -> bool:
+    """Whether nn.Linear(64, 64) made by `make` holds torch's default init for a fixed seed."""
+    torch.manual_seed(123)
+    weight = make().weight.detach()
+    torch.manual_seed(123)
+    expected = torch.empty(64, 64).uniform_(-64 ** -0.5, 64 ** -0.5)  # kaiming_uniform_(a=sqrt(5)) for fan_in 64
+    return torch.equal(weight, expected)
+
+
+def test_overlapping_loads_leave_torch_init_alone():
+    """Two loads whose builds overlap (A starts, B starts, A ends, B ends: the order that left a global patch
+    in place), while the user builds a module of their own in a third thread."""
+    from inferline.models.weights import WeightMap, load_weights
+
+    originals = {name: getattr(nn.init, name) for name in INIT_NAMES}
+    a_in, b_in, user_done, a_out = (threading.Event() for _ in range(4))
+    errors = []
+
+    def build_a():
+        layer = nn.Linear(4, 4)
+        a_in.set()
+        assert b_in.wait(30) and user_done.wait(30)
+        return layer
+
+    def build_b():
+        assert a_in.wait(30)
+        layer = nn.Linear(4, 4)
+        b_in.set()
+        assert a_out.wait(30)
+        return layer
+
+    def load(build, done=None):
+        try:
+            load_weights(build, {"weight": torch.randn(4, 4), "bias": torch.randn(4)}, WeightMap(), torch.float32)
+        except BaseException as error:  # surfaced below: a thread's exception would otherwise vanish
+            errors.append(error)
+        finally:
+            if done is not None:
+                done.set()
+
+    threads = [threading.Thread(target=load, args=(build_a, a_out)), threading.Thread(target=load, args=(build_b,))]
+    for thread in threads:
+        thread.start()
+    try:
+        assert b_in.wait(30), errors
+        assert _kaiming_initialised(lambda: nn.Linear(64, 64))  # while both builds run
+    finally:
+        user_done.set()
+        for thread in threads:
+            thread.join(60)
+    assert not errors, errors
+    assert {name: getattr(nn.init, name) for name in INIT_NAMES} == originals
+    assert _kaiming_initialised(lambda: nn.Linear(64, 64))
+
+
+def test_loads_in_two_threads_leave_torch_init_alone(checkpoint):
+    from inferline.models.registry import load_model
+
+    originals = {name: getattr(nn.init, name) for name in INIT_NAMES}
+    fill_padding = nn.Embedding._fill_padding_idx_with_zero
+    jobs = [(checkpoint("bert", "token-classification"), "token-classification"),
+            (checkpoint("gpt2", "causal-lm"), "causal-lm")]
+    for _ in range(3):
+        start, errors = threading.Barrier(len(jobs)), []
+
+        def load(path, head):
+            start.wait()
+            try:
+                load_model(path, head)
+            except Exception as error:  # surfaced below: a thread's exception would otherwise vanish
+                errors.append(error)
+
+        threads = [threading.Thread(target=load, args=job) for job in jobs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+    assert {name: getattr(nn.init, name) for name in INIT_NAMES} == originals
+    assert nn.Embedding._fill_padding_idx_with_zero is fill_padding
+    assert _kaiming_initialised(lambda: nn.Linear(64, 64))
+    embedding = nn.Embedding(10, 4, padding_idx=0)
+    assert bool((embedding.weight[0] == 0).all()) and bool((embedding.weight[1:] != 0).all())
+
+
+def test_fast_linear_rejects_an_op_that_fails_its_probe(monkeypatch):
+    from inferline.models import kernels
+
+    def wrong(x, weight, bias, *args):
+        return torch.nn.functional.linear(x, weight, bias) + 1e-3
+
+    def raises(*args):
+        raise RuntimeError("changed signature")
+
+    for op in (wrong, raises, None):
+        monkeypatch.setattr(kernels, "_find_op", lambda op=op: op)
+        monkeypatch.setattr(kernels, "_op", kernels._UNCHECKED)
+        assert kernels.onednn_linear() is None
+        layer = kernels.FastLinear(8, 4)
+        x = torch.randn(3, 8)
+        with torch.inference_mode():
+            assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN")
+def test_fast_linear_accepts_torch_onednn_linear(monkeypatch):
+    from inferline.models import kernels
+
+    monkeypatch.setattr(kernels, "_op", kernels._UNCHECKED)
+    assert kernels.onednn_linear() is torch.ops.mkldnn._linear_pointwise
+
+
+@pytest.mark.parametrize("arch,head", [("gpt2", "causal-lm"), ("t5", "seq2seq-lm")])
+def test_forced_fallback_gives_the_same_outputs(arch, head, checkpoint, monkeypatch):
+    import transformers
+
+    from fixtures.checkpoints import AUTO_CLASSES
+    from inferline.models import kernels
+    from inferline.models.registry import load_model
+
+    path = checkpoint(arch, head)
+    ours = load_model(path, head)
+    theirs = getattr(transformers, AUTO_CLASSES[head]).from_pretrained(path).eval()
+    ids = torch.randint(3, 60, (2, 9), generator=torch.Generator().manual_seed(0))
+    args = (ids, torch.ones_like(ids)) + ((ids[:, :5],) if head == "seq2seq-lm" else ())
+    with torch.inference_mode():
+        fast = ours(*args)
+        monkeypatch.setattr(kernels, "_op", None)  # as if the private op were missing or failed its probe
+        fallback = ours(*args)
+        extra = {"decoder_input_ids": args[2]} if head == "seq2seq-lm" else {}
+        expected = theirs(input_ids=ids, attention_mask=torch.ones_like(ids), **extra).logits
+    assert_same(fallback, fast, atol=1e-5)
+    assert_same(fallback, expected)
