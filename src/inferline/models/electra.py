@@ -33,8 +33,9 @@ def _prefix(cfg: ElectraConfig) -> str:
 
 def build(cfg: ElectraConfig, head: str) -> nn.Module:
     # the generator's masked-LM head always uses gelu, whatever hidden_act is
+    mlm = (cfg.embedding_size, cfg.vocab_size, "gelu", cfg.layer_norm_eps, "generator_predictions")
     return encoder_head(head, BertModel(cfg, cfg.embedding_size), "electra", cfg.hidden_size, cfg.num_labels,
-                        "gelu", (cfg.embedding_size, cfg.vocab_size, "gelu", cfg.layer_norm_eps, "generator_predictions"))
+                        "gelu", mlm)
 
 
 def weight_map(cfg: ElectraConfig, head: str) -> WeightMap:

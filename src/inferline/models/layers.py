@@ -1,7 +1,10 @@
-"""Shared building blocks: activations, attention over torch SDPA, and the post-norm encoder block.
+"""Shared building blocks, each once: activations, the attention module over torch SDPA, the plain and gated
+MLPs, the post-norm encoder block, norms, rotary positions, the KV cache with its constructor, the
+decoder-only prologue and the encoder-decoder decode step.
 
-Modules are named like the checkpoints that use them most (BERT's `attention.self.query`, ...), so
-most families load with no renames; others map their names onto these in their WeightMap.
+Families differ by constructor arguments, sub-module names included (`names=("query", "key", "value", None)`
+for BERT, `("c_attn", "c_proj")` fused for GPT-2), so module trees mirror their checkpoints and most
+families load with no renames.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     """Scaled dot-product attention; q (B, H, Tq, D), k/v (Bkv, Hkv, Tk, D) with Hkv dividing H (GQA).
 
     GQA goes to SDPA as is (`enable_gqa`): the same result as repeating k/v per query head, without
-    materialising the copies (on CPU 10-20x faster for a decode step's attention). Likewise Bkv may divide B:
+    materialising the copies (much cheaper for a decode step). Likewise Bkv may divide B:
     each k/v row then serves B/Bkv consecutive query rows (the beams of one input over its encoder output),
     folded into the query length so k/v are read once; the mask is then per k/v row, (Bkv, 1, 1, Tk).
     """
@@ -156,7 +159,7 @@ class Attention(nn.Module):
             k, v = cache.cross[self.layer_idx]
         else:
             k, v = split_heads(proj[names[1]](source), Hkv), split_heads(proj[names[2]](source), Hkv)
-            if cache is not None:  # stored contiguous: every later step reads them (SDPA ~30% faster)
+            if cache is not None:  # stored contiguous: every later step reads them, and SDPA prefers that
                 k, v = k.contiguous(), v.contiguous()
                 cache.cross[self.layer_idx] = (k, v)
         is_causal = self.causal and mask is None and q.shape[2] > 1
@@ -340,7 +343,7 @@ class KVCache:
         rows that share an encoder output (a beam search's beams of one input), and far cheaper.
         """
         for cache in (self.keys, self.values):
-            for layer in cache:  # per layer: index_select over the leading dim is 2x faster than over dim 1
+            for layer in cache:  # per layer: index_select over the leading dim beats one over dim 1
                 filled = layer[:, :, :self.length]
                 filled.copy_(filled.index_select(0, index))
         if cross:
