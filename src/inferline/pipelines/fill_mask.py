@@ -15,7 +15,7 @@ import logging
 import torch
 
 from .base import Pipeline
-from .text import check_text, encode, encoding_tensors
+from .text import check_text, encode_many, encoding_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +80,17 @@ class FillMaskPipeline(Pipeline):
             raise ValueError(f"`targets` gave no usable token: {list(targets)!r}; pass at least one word.")
         return list(set(ids))  # duplicates collapse, in transformers' (set) order
 
-    def preprocess(self, inputs, truncation=None, max_length=None, add_special_tokens=True):
-        encoding = encode(self, check_text(inputs), truncation=truncation, max_length=max_length,
-                          add_special_tokens=add_special_tokens)
-        if self.tokenizer.mask_token_id not in encoding.ids:
-            raise ValueError(f"No mask token ({self.tokenizer.mask_token}) found in the input {inputs!r}; put "
-                             f"{self.tokenizer.mask_token} where a word should be predicted.")
-        return encoding_tensors(encoding, self._model_input_names())
+    def preprocess(self, inputs, **params):
+        return self.preprocess_batch([inputs], **params)[0]
+
+    def preprocess_batch(self, items, truncation=None, max_length=None, add_special_tokens=True):
+        encodings = encode_many(self, [check_text(item) for item in items], truncation=truncation,
+                                max_length=max_length, add_special_tokens=add_special_tokens)
+        for item, encoding in zip(items, encodings):
+            if self.tokenizer.mask_token_id not in encoding.ids:
+                raise ValueError(f"No mask token ({self.tokenizer.mask_token}) found in the input {item!r:.80}; put "
+                                 f"{self.tokenizer.mask_token} where a word should be predicted.")
+        return [encoding_tensors(encoding, self._model_input_names()) for encoding in encodings]
 
     def _forward(self, model_inputs):
         return {"logits": self.model(**model_inputs), "input_ids": model_inputs["input_ids"]}

@@ -83,9 +83,17 @@ class QuestionAnsweringPipeline(ChunkPipeline):
         # The question goes first unless the tokenizer pads on the left (transformers' rule).
         context_index = 0 if self.tokenizer.padding_side == "left" else 1
         texts = (context, question) if context_index == 0 else (question, context)
-        encodings = self.tokenizer.encode(*texts)
-        if len(encodings[0].ids) > max_seq_len:
-            _check_room(encodings[0], context_index, max_seq_len, doc_stride)
+        # Windows need room for the context beside the question and the special tokens, and more than doc_stride
+        # (else the Rust tokenizer panics); the short question alone tells, so the context is tokenised once.
+        question_length = len(self.tokenizer.encode(question, add_special_tokens=False)[0].ids)
+        room = max_seq_len - question_length - self.tokenizer.num_special_tokens_to_add(True)
+        encodings = None
+        if room <= doc_stride:  # fine if it all fits in one window, else an error that says why
+            encodings = self.tokenizer.encode(*texts)
+            if len(encodings[0].ids) > max_seq_len:
+                _check_room(encodings[0], context_index, max_seq_len, doc_stride)
+                encodings = None
+        if encodings is None:
             encodings = self.tokenizer.encode(*texts, truncation="only_first" if context_index == 0 else "only_second",
                                               max_length=max_seq_len, stride=doc_stride,
                                               return_overflowing_tokens=True)
