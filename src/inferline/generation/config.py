@@ -81,6 +81,8 @@ class GenerationConfig:
         unknown = sorted(k for k in kwargs if k not in _FIELDS)
         if unknown:
             raise TypeError(f"Unknown generation parameter(s) {unknown}; accepted: {sorted(_FIELDS)}.")
+        for name, value in kwargs.items():
+            _check_type(name, value)
         out = dataclasses.replace(self, **kwargs, explicit=self.explicit | frozenset(kwargs))
         out.validate()
         return out
@@ -167,3 +169,33 @@ _UNSUPPORTED_DEFAULTS = {"typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 
                          "encoder_no_repeat_ngram_size": 0, "exponential_decay_length_penalty": None,
                          "sequence_bias": None, "guidance_scale": None, "renormalize_logits": False,
                          "remove_invalid_values": False, "constraints": None, "force_words_ids": None}
+
+
+# Call-time values of the wrong type are a TypeError naming the parameter (not a failure inside decoding).
+_INTS = {"max_length", "max_new_tokens", "min_length", "min_new_tokens", "num_beams", "top_k", "no_repeat_ngram_size",
+         "num_return_sequences", "pad_token_id", "bos_token_id", "decoder_start_token_id", "forced_bos_token_id"}
+_INT_LISTS = {"eos_token_id", "forced_eos_token_id", "suppress_tokens", "begin_suppress_tokens"}
+_FLOATS = {"temperature", "top_p", "min_p", "repetition_penalty", "length_penalty"}
+
+
+def _check_type(name: str, value: Any) -> None:
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if value is None:
+        return
+    if name in _INTS or name in _INT_LISTS:
+        ok = is_int(value) or (name in _INT_LISTS and isinstance(value, (list, tuple)) and all(map(is_int, value)))
+        what = "an integer" + (" or a list of integers" if name in _INT_LISTS else "")
+    elif name in _FLOATS:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+        what = "a finite number"
+    elif name == "do_sample":
+        ok, what = isinstance(value, bool), "True or False"
+    elif name == "stop_strings":
+        ok = isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))
+        what = "a string or a list of strings"
+    else:
+        return
+    if not ok:
+        raise TypeError(f"`{name}` must be {what}; got {type(value).__name__}: {value!r:.60}.")

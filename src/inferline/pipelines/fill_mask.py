@@ -15,11 +15,9 @@ import logging
 import torch
 
 from .base import Pipeline
-from .text import check_text, encode_many, encoding_tensors
+from .text import check_text, check_tokenizer_options, encode_many, encoding_tensors
 
 logger = logging.getLogger(__name__)
-
-TOKENIZER_KWARGS = ("truncation", "max_length", "add_special_tokens", "padding")
 
 
 class FillMaskPipeline(Pipeline):
@@ -42,10 +40,7 @@ class FillMaskPipeline(Pipeline):
             raise ValueError("The fill-mask pipeline needs a tokenizer that defines a mask token; this one has none.")
         preprocess = {}
         if tokenizer_kwargs is not None:
-            if not isinstance(tokenizer_kwargs, dict) or set(tokenizer_kwargs) - set(TOKENIZER_KWARGS):
-                raise ValueError(f"`tokenizer_kwargs` must be a dict with keys among {', '.join(TOKENIZER_KWARGS)}; "
-                                 f"got {tokenizer_kwargs!r}.")
-            preprocess = {k: v for k, v in tokenizer_kwargs.items() if k != "padding"}  # padding never changes results
+            preprocess = check_tokenizer_options(tokenizer_kwargs, "tokenizer_kwargs")
         postprocess = {}
         if top_k is not None:
             if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:

@@ -61,7 +61,7 @@ class QuestionAnsweringPipeline(ChunkPipeline):
             _check_int(max_question_len, "max_question_len", minimum=1)
         if topk is not None and top_k is None:
             warnings.warn("`topk` is deprecated; use `top_k`.", UserWarning, stacklevel=3)
-            top_k = topk
+            postprocess["top_k"] = _check_int(topk, "topk", minimum=1)
         if top_k is not None:
             postprocess["top_k"] = _check_int(top_k, "top_k", minimum=1)
         if max_answer_len is not None:
@@ -192,7 +192,7 @@ def question_and_context(item) -> tuple[str, str]:
         missing = [k for k in ("question", "context") if k not in item]
         if missing:
             raise ValueError(f"A question-answering input needs the keys 'question' and 'context'; "
-                             f"{' and '.join(map(repr, missing))} missing from a dict with keys {sorted(item)}.")
+                             f"{' and '.join(map(repr, missing))} missing from a dict with keys {list(item)!r:.100}.")
         question, context = item["question"], item["context"]
     elif hasattr(item, "question_text") and hasattr(item, "context_text"):
         question, context = item.question_text, item.context_text

@@ -40,6 +40,29 @@ def check_truncation(value: Any):
     return value
 
 
+TOKENIZER_OPTIONS = ("truncation", "max_length", "add_special_tokens", "padding")
+
+
+def check_tokenizer_options(options: Any, name: str) -> dict:
+    """A dict of tokenizer options (keys among TOKENIZER_OPTIONS), each checked; padding is dropped (batches
+    are padded per batch, which never changes the results)."""
+    if not isinstance(options, dict):
+        raise TypeError(f"`{name}` must be a dict with keys among {', '.join(TOKENIZER_OPTIONS)}; got "
+                        f"{type(options).__name__}: {_short(options)}.")
+    unknown = [k for k in options if k not in TOKENIZER_OPTIONS]
+    if unknown:
+        raise ValueError(f"Unsupported `{name}` {_short(unknown)}; accepted: {', '.join(TOKENIZER_OPTIONS)}.")
+    checked = {k: v for k, v in options.items() if k != "padding" and v is not None}
+    if "truncation" in checked:
+        check_truncation(checked["truncation"])
+    if "max_length" in checked:
+        check_max_length(checked["max_length"])
+    if not isinstance(checked.get("add_special_tokens", True), bool):
+        raise TypeError(f"`add_special_tokens` in `{name}` must be True or False; got "
+                        f"{_short(checked['add_special_tokens'])}.")
+    return checked
+
+
 def model_token_limit(pipe) -> int | None:
     """The longest sequence this model and tokenizer take: the smaller of the two limits."""
     limits = [getattr(pipe.model, "max_input_tokens", None), getattr(pipe.tokenizer, "model_max_length", None)]

@@ -24,7 +24,7 @@ import torch
 
 from ..generation import GenerationConfig, generate
 from .base import Pipeline
-from .generation_defaults import GENERATE_EXTRAS, GENERATION_PARAMETERS, GenerationDefaults
+from .generation_defaults import GENERATE_EXTRAS, GENERATION_PARAMETERS, GenerationDefaults, check_generate_extras
 from .text import check_text, encode_many, encoding_tensors, model_token_limit
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class Text2TextGenerationPipeline(GenerationDefaults, Pipeline):
         if return_tensors is not None and return_type is None:
             return_type = ReturnType.TENSORS if return_tensors else ReturnType.TEXT
         if return_type is not None:
-            postprocess["return_type"] = ReturnType(getattr(return_type, "value", return_type))  # also theirs
+            postprocess["return_type"] = _return_type(return_type)
         if clean_up_tokenization_spaces is not None:
             postprocess["clean_up_tokenization_spaces"] = clean_up_tokenization_spaces
         if stop_sequence is not None:
@@ -88,6 +88,7 @@ class Text2TextGenerationPipeline(GenerationDefaults, Pipeline):
                 warnings.warn("Stopping on a multiple token sequence is not supported; the first token of the stop "
                               "sequence is used as the end-of-sequence token.", UserWarning, stacklevel=4)
             generate_kwargs["eos_token_id"] = ids[0]
+        check_generate_extras(generate_kwargs)
         self._generation_config(generate_kwargs)  # invalid values fail now, not inside a batch
         return preprocess, generate_kwargs, postprocess
 
@@ -206,6 +207,14 @@ class TranslationPipeline(Text2TextGenerationPipeline):
             logger.warning("Your input_length: %s is bigger than 0.9 * max_length: %s. You might consider increasing "
                            "your max_length manually, e.g. translator('...', max_length=400)", input_length,
                            max_length)
+
+
+def _return_type(value) -> ReturnType:
+    """A ReturnType (ours or transformers'), or its value."""
+    value = getattr(value, "value", value)
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+        return ReturnType(value)
+    raise ValueError(f"`return_type` must be a ReturnType (TENSORS, TEXT) or its value 0 or 1; got {value!r:.60}.")
 
 
 def _generated_lengths(output_ids: torch.Tensor, eos: list[int] | None) -> torch.Tensor:

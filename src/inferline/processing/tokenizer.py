@@ -205,8 +205,12 @@ class Tokenizer:
             max_length = self.model_max_length if self.model_max_length < VERY_LARGE_INTEGER else None
         backend = self.backend if strategy is None or max_length is None else \
             self._truncating_backend(max_length, stride, strategy)
-        encodings = backend.encode_batch(inputs, is_pretokenized=is_split_into_words,
-                                         add_special_tokens=add_special_tokens)
+        try:
+            encodings = backend.encode_batch(inputs, is_pretokenized=is_split_into_words,
+                                             add_special_tokens=add_special_tokens)
+        except TypeError:  # the Rust message names no input: say which one and why
+            _explain_bad_input(inputs, is_split_into_words)
+            raise
         if return_overflowing_tokens:
             return [[e, *e.overflowing] for e in encodings]
         return [[e] for e in encodings]
@@ -285,6 +289,23 @@ class Tokenizer:
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={len(self)}, model_max_length={self.model_max_length}, " \
                f"special_tokens={self.special_tokens})"
+
+
+def _explain_bad_input(inputs: list, is_split_into_words: bool) -> None:
+    """Raise a TypeError/ValueError naming the first input the Rust tokenizer cannot take (if one is found)."""
+    for index, item in enumerate(inputs):
+        for text in (item if isinstance(item, tuple) else (item,)):
+            pieces = text if is_split_into_words and isinstance(text, (list, tuple)) else [text]
+            for piece in pieces:
+                if not isinstance(piece, str):
+                    kind = "a string or a list of strings (is_split_into_words)" if is_split_into_words else "a string"
+                    raise TypeError(f"Text to tokenise must be {kind}; input {index} holds {type(piece).__name__}: "
+                                    f"{piece!r:.60}.")
+                bad = next((i for i, c in enumerate(piece) if "\ud800" <= c <= "\udfff"), None)
+                if bad is not None:
+                    raise ValueError(f"Input {index} holds a lone surrogate (U+{ord(piece[bad]):04X}) at character {bad}, "
+                                     f"which is not valid Unicode text; remove it (or decode bytes with "
+                                     f"errors='replace').")
 
 
 def clean_up_tokenization(text: str) -> str:
