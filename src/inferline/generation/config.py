@@ -83,6 +83,8 @@ class GenerationConfig:
             raise TypeError(f"Unknown generation parameter(s) {unknown}; accepted: {sorted(_FIELDS)}.")
         for name, value in kwargs.items():
             _check_type(name, value)
+        # None for a setting that cannot be None means "not given" (it would fail inside decoding)
+        kwargs = {k: v for k, v in kwargs.items() if v is not None or _FIELD_DEFAULTS[k] is None}
         out = dataclasses.replace(self, **kwargs, explicit=self.explicit | frozenset(kwargs))
         out.validate()
         return out
@@ -115,6 +117,8 @@ class GenerationConfig:
                 raise ValueError(f"`top_p` must be in (0, 1]; got {self.top_p!r}.")
             if self.min_p is not None and not 0 <= self.min_p <= 1:
                 raise ValueError(f"`min_p` must be in [0, 1]; got {self.min_p!r}.")
+        if self.num_beams > 1 and abs(self.length_penalty) > 50:  # length ** length_penalty would overflow
+            raise ValueError(f"`length_penalty` must be within [-50, 50]; got {self.length_penalty!r}.")
         if self.repetition_penalty is not None and self.repetition_penalty <= 0:
             raise ValueError(f"`repetition_penalty` must be strictly positive; got {self.repetition_penalty!r}.")
         if self.bad_words_ids is not None:
@@ -175,6 +179,7 @@ _UNSUPPORTED_DEFAULTS = {"typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 
 _INTS = {"max_length", "max_new_tokens", "min_length", "min_new_tokens", "num_beams", "top_k", "no_repeat_ngram_size",
          "num_return_sequences", "pad_token_id", "bos_token_id", "decoder_start_token_id", "forced_bos_token_id"}
 _INT_LISTS = {"eos_token_id", "forced_eos_token_id", "suppress_tokens", "begin_suppress_tokens"}
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GenerationConfig)}
 _FLOATS = {"temperature", "top_p", "min_p", "repetition_penalty", "length_penalty"}
 
 

@@ -32,6 +32,13 @@ def check_max_length(value: Any, name: str = "max_length") -> int:
     return value
 
 
+def check_flag(value: Any, name: str) -> bool:
+    """True or False (None is for "not given" and never reaches here), else a TypeError naming the parameter."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be True or False; got {_short(value)}.")
+    return value
+
+
 def check_truncation(value: Any):
     """True/False or a truncation strategy name (or transformers' TruncationStrategy), else a ValueError."""
     name = getattr(value, "value", value)

@@ -25,7 +25,7 @@ import torch
 from ..generation import GenerationConfig, generate
 from .base import Pipeline
 from .generation_defaults import GENERATE_EXTRAS, GENERATION_PARAMETERS, GenerationDefaults, check_generate_extras
-from .text import check_text, encode_many, encoding_tensors, model_token_limit
+from .text import check_flag, check_text, encode_many, encoding_tensors, model_token_limit
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,8 @@ class Text2TextGenerationPipeline(GenerationDefaults, Pipeline):
         if return_type is not None:
             postprocess["return_type"] = _return_type(return_type)
         if clean_up_tokenization_spaces is not None:
-            postprocess["clean_up_tokenization_spaces"] = clean_up_tokenization_spaces
+            postprocess["clean_up_tokenization_spaces"] = check_flag(clean_up_tokenization_spaces,
+                                                                     "clean_up_tokenization_spaces")
         if stop_sequence is not None:
             ids = self.tokenizer.encode(stop_sequence, add_special_tokens=False)[0].ids
             if not ids:

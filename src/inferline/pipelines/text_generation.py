@@ -27,6 +27,7 @@ import torch
 from ..generation import generate
 from ..processing.chat_template import check_messages
 from .base import Pipeline
+from .text import check_flag, check_max_length, check_truncation
 from .generation_defaults import GENERATE_EXTRAS, GENERATION_PARAMETERS, GenerationDefaults, check_generate_extras
 
 _ENCODE_KEYS = {"add_special_tokens", "truncation", "max_length", "padding"}
@@ -116,7 +117,7 @@ class TextGenerationPipeline(GenerationDefaults, Pipeline):
                             ("continue_final_message", continue_final_message),
                             ("skip_special_tokens", skip_special_tokens)):
             if value is not None:
-                postprocess[name] = value
+                postprocess[name] = check_flag(value, name)
         return preprocess, forward, postprocess
 
     def preprocess(self, prompt, prefix="", handle_long_generation=None, add_special_tokens=None, truncation=None,
@@ -202,6 +203,11 @@ class TextGenerationPipeline(GenerationDefaults, Pipeline):
 
     # ----- helpers -----
     def _encode(self, text: str, add_special_tokens: bool, truncation, max_length) -> list[int]:
+        if not isinstance(add_special_tokens, bool):
+            raise TypeError(f"`add_special_tokens` must be True or False; got {add_special_tokens!r:.60}.")
+        check_truncation(truncation)
+        if max_length is not None and truncation not in (None, False, "do_not_truncate"):
+            check_max_length(max_length)
         truncation = truncation if truncation not in (None, "do_not_truncate") else False
         return self.tokenizer.encode(text, add_special_tokens=add_special_tokens, truncation=truncation,
                                      max_length=max_length if truncation else None)[0].ids
