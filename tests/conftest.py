@@ -45,3 +45,18 @@ def pipelines():
         return cache[key]
 
     return make
+
+
+# ----- the number of hypothesis examples the session tried (tests record it with record_property) -----
+_HYPOTHESIS_EXAMPLES = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        _HYPOTHESIS_EXAMPLES.extend(v for k, v in report.user_properties if k == "hypothesis_examples")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _HYPOTHESIS_EXAMPLES:
+        terminalreporter.write_line(f"hypothesis: {sum(_HYPOTHESIS_EXAMPLES)} examples tried in "
+                                    f"{len(_HYPOTHESIS_EXAMPLES)} property tests")

@@ -15,6 +15,8 @@ from .tasks import PIPELINE_REGISTRY, default_model_for, task_from_config
 
 logger = logging.getLogger(__name__)
 
+# tokenizer options that only matter to transformers' loader (inferline's tokenizers are all fast).
+_IGNORED_TOKENIZER_KWARGS = ("use_fast", "trust_remote_code", "cache_dir", "force_download")
 # model_kwargs keys that only matter to transformers' loader; accepted and ignored here.
 _IGNORED_MODEL_KWARGS = {"low_cpu_mem_usage", "attn_implementation", "use_safetensors", "trust_remote_code",
                          "output_attentions", "output_hidden_states", "cache_dir", "force_download"}
@@ -77,6 +79,10 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
     if isinstance(model, nn.Module):
         folder = getattr(model, "checkpoint_dir", None)
         raw_config = getattr(getattr(model, "config", None), "raw", None)
+        if config is not None and _load_config(config, revision, token, local_files_only) != raw_config:
+            raise ValueError("`config` differs from the configuration of the model given, which is already built; "
+                             "inferline cannot apply a config to a built model. Pass `model` as an id or directory "
+                             "together with `config=`, or build the model from that config yourself.")
     elif isinstance(model, (str, os.PathLike)):
         folder = hub.resolve(model, revision=revision, token=token, local_files_only=local_files_only)
         raw_config = _load_config(config, revision, token, local_files_only) or read_config(folder)
@@ -92,11 +98,16 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
     if not isinstance(model, nn.Module):
         model = _load_for_task(folder, spec.heads, raw_config, dtype, target_device, load_model)
 
-    if isinstance(tokenizer, tuple):
-        tokenizer = tokenizer[0]
+    tokenizer, tokenizer_kwargs = _split_tokenizer_argument(tokenizer)
     if isinstance(tokenizer, (str, os.PathLike)):
-        tokenizer = _load_tokenizer(hub.resolve(tokenizer, revision=revision, token=token,
-                                                local_files_only=local_files_only))
+        hub_options = {"revision": revision, "token": token, "local_files_only": local_files_only}
+        hub_options.update({k: tokenizer_kwargs.pop(k) for k in list(tokenizer_kwargs) if k in hub_options})
+        for key in _IGNORED_TOKENIZER_KWARGS:
+            tokenizer_kwargs.pop(key, None)
+        tokenizer = _load_tokenizer(hub.resolve(tokenizer, **hub_options), **tokenizer_kwargs)
+    elif tokenizer_kwargs:
+        raise ValueError(f"`tokenizer` options {sorted(tokenizer_kwargs)} apply when loading a tokenizer; give "
+                         f"them with a tokenizer id or directory, as (id, {{options}}), not with a built tokenizer.")
     elif tokenizer is None and folder is not None and getattr(cls, "needs_tokenizer", True):
         tokenizer = _load_tokenizer(folder)
 
@@ -135,12 +146,22 @@ def _load_config(config, revision, token, local_files_only) -> dict | None:
                     f"got {type(config).__name__}.")
 
 
-def _load_tokenizer(folder: Path):
+def _split_tokenizer_argument(tokenizer) -> tuple[Any, dict]:
+    """`tokenizer` as transformers takes it: a tokenizer, an id or directory, or an (id, {options}) tuple."""
+    if not isinstance(tokenizer, tuple):
+        return tokenizer, {}
+    if len(tokenizer) != 2 or not isinstance(tokenizer[1], dict):
+        raise TypeError(f"A `tokenizer` tuple must be (tokenizer id or directory, dict of options); got "
+                        f"{tokenizer!r:.100}.")
+    return tokenizer[0], dict(tokenizer[1])  # a copy: the caller's dict is left as it is
+
+
+def _load_tokenizer(folder: Path, **options):
     from .processing.tokenizer import TOKENIZER_FILES, Tokenizer
 
     if not any((Path(folder) / name).is_file() for name in TOKENIZER_FILES):
         return None
-    return Tokenizer.from_pretrained(folder)
+    return Tokenizer.from_pretrained(folder, **options)
 
 
 def _merge_dtype(dtype, torch_dtype, model_kwargs: dict):

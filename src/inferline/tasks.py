@@ -12,7 +12,8 @@ import importlib
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,11 @@ class TaskSpec:
     default_revision: str | None = None
     type: str = "text"
     # Extra defaults keyed by task options, e.g. translation's (src, tgt) language pair.
-    option_defaults: dict = field(default_factory=dict)
+    option_defaults: Mapping = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "heads", tuple(self.heads))
+        object.__setattr__(self, "option_defaults", MappingProxyType(dict(self.option_defaults)))  # read-only
 
     def resolve_class(self) -> type:
         """Import and return the pipeline class; raise if the task has none yet."""
@@ -126,6 +131,7 @@ class PipelineRegistry:
     def __init__(self, specs: list[TaskSpec], aliases: dict[str, str]):
         self.tasks: dict[str, TaskSpec] = {s.name: s for s in specs}
         self.aliases = dict(aliases)
+        self._custom: set[str] = set()  # tasks added by register_pipeline
 
     def get_supported_tasks(self) -> list[str]:
         """Every task name and alias, sorted (as transformers' `get_supported_tasks`)."""
@@ -165,8 +171,13 @@ class PipelineRegistry:
         if heads is None:
             heads = tuple(pt_model) if isinstance(pt_model, (tuple, list)) and all(
                 isinstance(h, str) for h in pt_model) else (pt_model,) if isinstance(pt_model, str) else ("base",)
+        # The class is left as it is (transformers sets an attribute on it): one class may serve several tasks.
         self.tasks[task] = TaskSpec(task, pipeline_class, tuple(heads), model, revision, type or "text")
-        pipeline_class.registered_task = task
+        self._custom.add(task)
+
+    def is_custom(self, task: str) -> bool:
+        """Whether `task` was added with register_pipeline (save_pretrained records those in config.json)."""
+        return task in self._custom
 
     def to_dict(self) -> dict[str, TaskSpec]:
         return dict(self.tasks)
@@ -187,7 +198,7 @@ def _parse_default(default: Any) -> tuple[str | None, str | None]:
 
 
 PIPELINE_REGISTRY = PipelineRegistry(_SPECS, TASK_ALIASES)
-SUPPORTED_TASKS = PIPELINE_REGISTRY.tasks
+SUPPORTED_TASKS = MappingProxyType(PIPELINE_REGISTRY.tasks)  # a read-only view; register_pipeline adds tasks
 
 
 def get_supported_tasks() -> list[str]:

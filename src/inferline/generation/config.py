@@ -81,6 +81,10 @@ class GenerationConfig:
         unknown = sorted(k for k in kwargs if k not in _FIELDS)
         if unknown:
             raise TypeError(f"Unknown generation parameter(s) {unknown}; accepted: {sorted(_FIELDS)}.")
+        for name, value in kwargs.items():
+            _check_type(name, value)
+        # None for a setting that cannot be None means "not given" (it would fail inside decoding)
+        kwargs = {k: v for k, v in kwargs.items() if v is not None or _FIELD_DEFAULTS[k] is None}
         out = dataclasses.replace(self, **kwargs, explicit=self.explicit | frozenset(kwargs))
         out.validate()
         return out
@@ -113,6 +117,8 @@ class GenerationConfig:
                 raise ValueError(f"`top_p` must be in (0, 1]; got {self.top_p!r}.")
             if self.min_p is not None and not 0 <= self.min_p <= 1:
                 raise ValueError(f"`min_p` must be in [0, 1]; got {self.min_p!r}.")
+        if self.num_beams > 1 and abs(self.length_penalty) > 50:  # length ** length_penalty would overflow
+            raise ValueError(f"`length_penalty` must be within [-50, 50]; got {self.length_penalty!r}.")
         if self.repetition_penalty is not None and self.repetition_penalty <= 0:
             raise ValueError(f"`repetition_penalty` must be strictly positive; got {self.repetition_penalty!r}.")
         if self.bad_words_ids is not None:
@@ -167,3 +173,34 @@ _UNSUPPORTED_DEFAULTS = {"typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 
                          "encoder_no_repeat_ngram_size": 0, "exponential_decay_length_penalty": None,
                          "sequence_bias": None, "guidance_scale": None, "renormalize_logits": False,
                          "remove_invalid_values": False, "constraints": None, "force_words_ids": None}
+
+
+# Call-time values of the wrong type are a TypeError naming the parameter (not a failure inside decoding).
+_INTS = {"max_length", "max_new_tokens", "min_length", "min_new_tokens", "num_beams", "top_k", "no_repeat_ngram_size",
+         "num_return_sequences", "pad_token_id", "bos_token_id", "decoder_start_token_id", "forced_bos_token_id"}
+_INT_LISTS = {"eos_token_id", "forced_eos_token_id", "suppress_tokens", "begin_suppress_tokens"}
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GenerationConfig)}
+_FLOATS = {"temperature", "top_p", "min_p", "repetition_penalty", "length_penalty"}
+
+
+def _check_type(name: str, value: Any) -> None:
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if value is None:
+        return
+    if name in _INTS or name in _INT_LISTS:
+        ok = is_int(value) or (name in _INT_LISTS and isinstance(value, (list, tuple)) and all(map(is_int, value)))
+        what = "an integer" + (" or a list of integers" if name in _INT_LISTS else "")
+    elif name in _FLOATS:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+        what = "a finite number"
+    elif name == "do_sample":
+        ok, what = isinstance(value, bool), "True or False"
+    elif name == "stop_strings":
+        ok = isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))
+        what = "a string or a list of strings"
+    else:
+        return
+    if not ok:
+        raise TypeError(f"`{name}` must be {what}; got {type(value).__name__}: {value!r:.60}.")

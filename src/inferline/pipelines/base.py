@@ -4,7 +4,8 @@ A call runs: normalise inputs → preprocess → group by length and collate →
 postprocess. Subclasses write the four contract methods and nothing else:
 
 - `_sanitize_parameters(**kw) -> (preprocess_kw, forward_kw, postprocess_kw)`
-- `preprocess(item, **kw) -> dict` (a ChunkPipeline yields several dicts)
+- `preprocess(item, **kw) -> dict` (a ChunkPipeline yields several dicts); a task may also offer
+  `preprocess_batch(items, **kw)`, one result per item, to tokenise a window of items in one Rust call
 - `_forward(batch, **kw) -> dict` of batched tensors
 - `postprocess(output, **kw)` (a ChunkPipeline receives the list of one item's outputs)
 
@@ -36,7 +37,7 @@ class Pipeline:
 
     per_token_outputs: tuple[str, ...] = ()  # output keys with a sequence axis, trimmed per item
     padding_side = "right"
-    registered_task: str | None = None
+    positional_parameters: tuple[str, ...] = ()  # call-time parameters a task also takes positionally
 
     def __init__(self, model, tokenizer=None, feature_extractor=None, image_processor=None, processor=None,
                  task: str = "", device=None, dtype=None, torch_dtype=None, batch_size: int | None = None,
@@ -46,7 +47,7 @@ class Pipeline:
         self.feature_extractor = feature_extractor
         self.image_processor = image_processor
         self.processor = processor
-        self.task = task or self.registered_task or ""
+        self.task = task
         self.binary_output = binary_output
         self.device = resolve_device(device, model)
         if (dtype or torch_dtype) not in (None, "auto") and hasattr(model, "to"):
@@ -56,7 +57,6 @@ class Pipeline:
         if hasattr(self.model, "to") and _module_device(self.model) != self.device:
             self.model = self.model.to(self.device)
         self.batch_size = _check_batch_size(batch_size if batch_size is not None else 1)
-        self.call_count = 0
         self._warned: set[str] = set()
         self._warn_lock = threading.Lock()
         self._preprocess_params, self._forward_params, self._postprocess_params = self._sanitize_parameters(**kwargs)
@@ -77,9 +77,7 @@ class Pipeline:
     # ----- calling -----
     def __call__(self, inputs=None, *args, batch_size: int | None = None, num_workers: int | None = None,
                  **kwargs):
-        if args:
-            logger.warning("Ignoring %d extra positional argument(s) given to the pipeline.", len(args))
-        self.call_count += 1
+        kwargs = self._positional_to_keywords(args, kwargs)
         pre, fwd, post = self._sanitize_parameters(**kwargs)
         params = ({**self._preprocess_params, **pre}, {**self._forward_params, **fwd},
                   {**self._postprocess_params, **post})
@@ -106,38 +104,58 @@ class Pipeline:
         """Whether a list/tuple is one input rather than a batch (e.g. a text pair); tasks override."""
         return False
 
-    def run_single(self, item, preprocess_params=None, forward_params=None, postprocess_params=None):
-        params = (preprocess_params or self._preprocess_params, forward_params or self._forward_params,
-                  postprocess_params or self._postprocess_params)
-        return next(self._run([item], 1, params))
+    def _positional_to_keywords(self, args: tuple, kwargs: dict) -> dict:
+        """Positional arguments after the inputs → the task's `positional_parameters`; any more is a TypeError."""
+        if len(args) > len(self.positional_parameters):
+            extra = args[len(self.positional_parameters):]
+            accepted = (f"only {', '.join(self.positional_parameters)} may follow the inputs"
+                        if self.positional_parameters else "it takes its inputs only; pass parameters by name")
+            raise ExtraArgumentsError(f"The {self.task or type(self).__name__} pipeline got {len(extra)} unexpected "
+                                      f"positional argument(s) {_short_args(extra)}: {accepted}.")
+        for name, value in zip(self.positional_parameters, args):
+            if name in kwargs:
+                raise ExtraArgumentsError(f"`{name}` was given both positionally and by name; pass it once.")
+            kwargs[name] = value
+        return kwargs
+
+    def preprocess_batch(self, items: list, **params) -> list:
+        """Preprocess several items at once, one result per item (a ChunkPipeline: an iterable of pieces per
+        item). Tasks override it to tokenise all the items in one Rust call; by default, item by item."""
+        return [self.preprocess(item, **params) for item in items]
 
     # ----- the engine -----
-    def _pieces(self, item, params) -> Iterator[dict]:
-        yield self.preprocess(item, **params)
+    def _pieces(self, result) -> Iterable[dict]:
+        return (result,)
 
     def _finish(self, outputs: list[dict], params):
         return self.postprocess(outputs[0], **params)
 
     def _run(self, items: Iterable, batch_size: int, params) -> Iterator:
-        """Lazily yield one result per item, in input order."""
+        """Lazily yield one result per item, in input order (an item with no pieces gets its result too)."""
         pre, fwd, post = params
-        pieces = ((index, piece) for index, item in enumerate(items) for piece in self._pieces(item, pre))
         window = batch_size * _SORT_WINDOW if batch_size > 1 else 1
+        started = [-1]  # the last item whose pieces have begun
+
+        def pieces() -> Iterator[tuple[int, dict]]:
+            stream, index = iter(items), 0
+            while chunk := list(itertools.islice(stream, window)):
+                for result in self.preprocess_batch(chunk, **pre):
+                    started[0] = index
+                    for piece in self._pieces(result):
+                        yield index, piece
+                    index += 1
+
+        stream = pieces()
         pending: dict[int, list] = {}
         next_index = 0
-        while True:
-            chunk = list(itertools.islice(pieces, window))
-            if not chunk:
-                break
+        while chunk := list(itertools.islice(stream, window)):
             for (index, _), output in zip(chunk, self._forward_window([p for _, p in chunk], batch_size, fwd)):
                 pending.setdefault(index, []).append(output)
-            # An item is complete once a later item has begun, or the stream has ended.
-            last_started = chunk[-1][0]
-            while next_index < last_started:
+            while next_index < started[0]:  # complete: a later item has begun
                 yield self._finish(pending.pop(next_index, []), post)
                 next_index += 1
-        while next_index in pending:
-            yield self._finish(pending.pop(next_index), post)
+        while next_index <= started[0]:  # the stream has ended
+            yield self._finish(pending.pop(next_index, []), post)
             next_index += 1
 
     def _forward_window(self, pieces: list[dict], batch_size: int, fwd: dict) -> list[dict]:
@@ -191,7 +209,10 @@ class Pipeline:
         save_directory = Path(save_directory)
         if save_directory.is_file():
             raise ValueError(f"`save_directory` {str(save_directory)!r} is a file; pass a directory.")
-        save_model(self.model, save_directory, custom_task=self.registered_task, pipeline_class=type(self))
+        from ..tasks import PIPELINE_REGISTRY
+
+        custom = PIPELINE_REGISTRY.is_custom(self.task)
+        save_model(self.model, save_directory, custom_task=self.task if custom else None, pipeline_class=type(self))
         for component in (self.tokenizer, self.feature_extractor, self.image_processor):
             if component is not None and hasattr(component, "save_pretrained"):
                 component.save_pretrained(save_directory)
@@ -204,11 +225,20 @@ class Pipeline:
 class ChunkPipeline(Pipeline):
     """A pipeline whose preprocess yields several pieces per input; postprocess gets them all."""
 
-    def _pieces(self, item, params) -> Iterator[dict]:
-        yield from self.preprocess(item, **params)
+    def _pieces(self, result) -> Iterable[dict]:
+        return result
 
     def _finish(self, outputs: list[dict], params):
         return self.postprocess(outputs, **params)
+
+
+class ExtraArgumentsError(TypeError, ValueError):
+    """Positional arguments a pipeline does not take (a TypeError; also a ValueError, as zero-shot's was)."""
+
+
+def _short_args(args: tuple) -> str:
+    text = ", ".join(repr(a) for a in args)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_batch_size(batch_size) -> int:

@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import uuid
 
+from .text import check_flag
 from .text_generation import TextGenerationPipeline
 
 logger = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ class ConversationalPipeline(TextGenerationPipeline):
         # min_length_for_response / minimum_tokens: accepted and unused, as in transformers 4.41.
         preprocess, forward, _ = super()._sanitize_parameters(**generate_kwargs)
         postprocess = {} if clean_up_tokenization_spaces is None else \
-            {"clean_up_tokenization_spaces": clean_up_tokenization_spaces}
+            {"clean_up_tokenization_spaces": check_flag(clean_up_tokenization_spaces, "clean_up_tokenization_spaces")}
         return preprocess, forward, postprocess
 
     def preprocess(self, conversation, **params):

@@ -20,7 +20,7 @@ import json
 import torch
 
 from .base import Pipeline
-from .text import check_text, encode, encoding_tensors
+from .text import check_text, check_tokenizer_options, check_truncation, encode_many, encoding_tensors
 
 POOLINGS = ("mean", "cls", "max", "auto", "none")
 
@@ -33,16 +33,12 @@ class FeatureExtractionPipeline(Pipeline):
         if kwargs:
             raise TypeError(f"Unknown parameter(s) for feature-extraction: {sorted(kwargs)}. Accepted: truncation, "
                             f"tokenize_kwargs, return_tensors, pooling, normalize.")
-        tokenize_kwargs = dict(tokenize_kwargs or {})
+        tokenize_kwargs = check_tokenizer_options({} if tokenize_kwargs is None else tokenize_kwargs,
+                                                  "tokenize_kwargs")
         if truncation is not None:
             if "truncation" in tokenize_kwargs:
                 raise ValueError("`truncation` was given both directly and in tokenize_kwargs; pass it once.")
-            tokenize_kwargs["truncation"] = truncation
-        unknown = set(tokenize_kwargs) - {"truncation", "max_length", "add_special_tokens", "padding"}
-        if unknown:
-            raise ValueError(f"Unsupported tokenize_kwargs {sorted(unknown)}; accepted: truncation, max_length, "
-                             f"add_special_tokens, padding.")
-        tokenize_kwargs.pop("padding", None)  # padding is per batch and never changes the results here
+            tokenize_kwargs["truncation"] = check_truncation(truncation)
         postprocess = {}
         if return_tensors is not None:
             postprocess["return_tensors"] = bool(return_tensors)
@@ -77,13 +73,17 @@ class FeatureExtractionPipeline(Pipeline):
             return None
         return json.loads(path.read_text()).get("max_seq_length")
 
-    def preprocess(self, inputs, truncation=None, max_length=None, add_special_tokens=True, pooling_max_length=None):
+    def preprocess(self, inputs, **params):
+        return self.preprocess_batch([inputs], **params)[0]
+
+    def preprocess_batch(self, items, truncation=None, max_length=None, add_special_tokens=True,
+                         pooling_max_length=None):
         if pooling_max_length is not None and max_length is None:
             max_length = pooling_max_length
             truncation = True if truncation is None else truncation  # sentence-transformers cuts without a warning
-        encoding = encode(self, check_text(inputs), truncation=truncation, max_length=max_length,
-                          add_special_tokens=add_special_tokens)
-        return encoding_tensors(encoding, self._model_input_names())
+        encodings = encode_many(self, [check_text(item) for item in items], truncation=truncation,
+                                max_length=max_length, add_special_tokens=add_special_tokens)
+        return [encoding_tensors(encoding, self._model_input_names()) for encoding in encodings]
 
     def _forward(self, model_inputs):
         return {"last_hidden_state": self.model(**model_inputs)}

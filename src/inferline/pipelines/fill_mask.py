@@ -15,11 +15,9 @@ import logging
 import torch
 
 from .base import Pipeline
-from .text import check_text, encode, encoding_tensors
+from .text import check_text, check_tokenizer_options, encode_many, encoding_tensors
 
 logger = logging.getLogger(__name__)
-
-TOKENIZER_KWARGS = ("truncation", "max_length", "add_special_tokens", "padding")
 
 
 class FillMaskPipeline(Pipeline):
@@ -42,10 +40,7 @@ class FillMaskPipeline(Pipeline):
             raise ValueError("The fill-mask pipeline needs a tokenizer that defines a mask token; this one has none.")
         preprocess = {}
         if tokenizer_kwargs is not None:
-            if not isinstance(tokenizer_kwargs, dict) or set(tokenizer_kwargs) - set(TOKENIZER_KWARGS):
-                raise ValueError(f"`tokenizer_kwargs` must be a dict with keys among {', '.join(TOKENIZER_KWARGS)}; "
-                                 f"got {tokenizer_kwargs!r}.")
-            preprocess = {k: v for k, v in tokenizer_kwargs.items() if k != "padding"}  # padding never changes results
+            preprocess = check_tokenizer_options(tokenizer_kwargs, "tokenizer_kwargs")
         postprocess = {}
         if top_k is not None:
             if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
@@ -80,13 +75,17 @@ class FillMaskPipeline(Pipeline):
             raise ValueError(f"`targets` gave no usable token: {list(targets)!r}; pass at least one word.")
         return list(set(ids))  # duplicates collapse, in transformers' (set) order
 
-    def preprocess(self, inputs, truncation=None, max_length=None, add_special_tokens=True):
-        encoding = encode(self, check_text(inputs), truncation=truncation, max_length=max_length,
-                          add_special_tokens=add_special_tokens)
-        if self.tokenizer.mask_token_id not in encoding.ids:
-            raise ValueError(f"No mask token ({self.tokenizer.mask_token}) found in the input {inputs!r}; put "
-                             f"{self.tokenizer.mask_token} where a word should be predicted.")
-        return encoding_tensors(encoding, self._model_input_names())
+    def preprocess(self, inputs, **params):
+        return self.preprocess_batch([inputs], **params)[0]
+
+    def preprocess_batch(self, items, truncation=None, max_length=None, add_special_tokens=True):
+        encodings = encode_many(self, [check_text(item) for item in items], truncation=truncation,
+                                max_length=max_length, add_special_tokens=add_special_tokens)
+        for item, encoding in zip(items, encodings):
+            if self.tokenizer.mask_token_id not in encoding.ids:
+                raise ValueError(f"No mask token ({self.tokenizer.mask_token}) found in the input {item!r:.80}; put "
+                                 f"{self.tokenizer.mask_token} where a word should be predicted.")
+        return [encoding_tensors(encoding, self._model_input_names()) for encoding in encodings]
 
     def _forward(self, model_inputs):
         return {"logits": self.model(**model_inputs), "input_ids": model_inputs["input_ids"]}

@@ -26,6 +26,19 @@ GENERATION_PARAMETERS = frozenset(f.name for f in dataclasses.fields(GenerationC
 GENERATE_EXTRAS = frozenset({"streamer", "generation_config", "use_cache"})  # generate() arguments beyond the config
 
 
+def check_generate_extras(kwargs: dict) -> None:
+    """The generate() arguments beyond the config, checked at call time rather than inside a batch."""
+    streamer = kwargs.get("streamer")
+    if streamer is not None and not all(callable(getattr(streamer, m, None)) for m in ("put", "end")):
+        raise TypeError(f"`streamer` must have put(token_ids) and end() methods (e.g. a TextStreamer); got "
+                        f"{type(streamer).__name__}.")
+    config = kwargs.get("generation_config")
+    if config is not None and not isinstance(config, GenerationConfig):
+        raise TypeError(f"`generation_config` must be an inferline GenerationConfig; got {type(config).__name__}.")
+    if kwargs.get("use_cache") not in (None, True, False):
+        raise TypeError(f"`use_cache` must be a bool; got {kwargs['use_cache']!r}.")
+
+
 class GenerationDefaults:
     """Mixin for pipelines that call `generate`: sets `generation_config` and `prefix`, resolves each call's config.
 

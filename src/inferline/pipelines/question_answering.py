@@ -61,7 +61,7 @@ class QuestionAnsweringPipeline(ChunkPipeline):
             _check_int(max_question_len, "max_question_len", minimum=1)
         if topk is not None and top_k is None:
             warnings.warn("`topk` is deprecated; use `top_k`.", UserWarning, stacklevel=3)
-            top_k = topk
+            postprocess["top_k"] = _check_int(topk, "topk", minimum=1)
         if top_k is not None:
             postprocess["top_k"] = _check_int(top_k, "top_k", minimum=1)
         if max_answer_len is not None:
@@ -83,9 +83,17 @@ class QuestionAnsweringPipeline(ChunkPipeline):
         # The question goes first unless the tokenizer pads on the left (transformers' rule).
         context_index = 0 if self.tokenizer.padding_side == "left" else 1
         texts = (context, question) if context_index == 0 else (question, context)
-        encodings = self.tokenizer.encode(*texts)
-        if len(encodings[0].ids) > max_seq_len:
-            _check_room(encodings[0], context_index, max_seq_len, doc_stride)
+        # Windows need room for the context beside the question and the special tokens, and more than doc_stride
+        # (else the Rust tokenizer panics); the short question alone tells, so the context is tokenised once.
+        question_length = len(self.tokenizer.encode(question, add_special_tokens=False)[0].ids)
+        room = max_seq_len - question_length - self.tokenizer.num_special_tokens_to_add(True)
+        encodings = None
+        if room <= doc_stride:  # fine if it all fits in one window, else an error that says why
+            encodings = self.tokenizer.encode(*texts)
+            if len(encodings[0].ids) > max_seq_len:
+                _check_room(encodings[0], context_index, max_seq_len, doc_stride)
+                encodings = None
+        if encodings is None:
             encodings = self.tokenizer.encode(*texts, truncation="only_first" if context_index == 0 else "only_second",
                                               max_length=max_seq_len, stride=doc_stride,
                                               return_overflowing_tokens=True)
@@ -184,7 +192,7 @@ def question_and_context(item) -> tuple[str, str]:
         missing = [k for k in ("question", "context") if k not in item]
         if missing:
             raise ValueError(f"A question-answering input needs the keys 'question' and 'context'; "
-                             f"{' and '.join(map(repr, missing))} missing from a dict with keys {sorted(item)}.")
+                             f"{' and '.join(map(repr, missing))} missing from a dict with keys {list(item)!r:.100}.")
         question, context = item["question"], item["context"]
     elif hasattr(item, "question_text") and hasattr(item, "context_text"):
         question, context = item.question_text, item.context_text

@@ -24,8 +24,8 @@ import torch
 
 from ..generation import GenerationConfig, generate
 from .base import Pipeline
-from .generation_defaults import GENERATE_EXTRAS, GENERATION_PARAMETERS, GenerationDefaults
-from .text import check_text, encoding_tensors, model_token_limit
+from .generation_defaults import GENERATE_EXTRAS, GENERATION_PARAMETERS, GenerationDefaults, check_generate_extras
+from .text import check_flag, check_text, encode_many, encoding_tensors, model_token_limit
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ class Text2TextGenerationPipeline(GenerationDefaults, Pipeline):
         if not getattr(model, "is_encoder_decoder", False):
             raise ValueError(f"{type(self).__name__} needs an encoder-decoder model (a 'seq2seq-lm' head); got "
                              f"{type(model).__name__}.")
-        task = task or self.registered_task or ""
         self.init_generation(model, tokenizer, task)  # before super(): construction kwargs are validated against it
         super().__init__(model, tokenizer, task=task, **kwargs)
 
@@ -78,9 +77,10 @@ class Text2TextGenerationPipeline(GenerationDefaults, Pipeline):
         if return_tensors is not None and return_type is None:
             return_type = ReturnType.TENSORS if return_tensors else ReturnType.TEXT
         if return_type is not None:
-            postprocess["return_type"] = ReturnType(getattr(return_type, "value", return_type))  # also theirs
+            postprocess["return_type"] = _return_type(return_type)
         if clean_up_tokenization_spaces is not None:
-            postprocess["clean_up_tokenization_spaces"] = clean_up_tokenization_spaces
+            postprocess["clean_up_tokenization_spaces"] = check_flag(clean_up_tokenization_spaces,
+                                                                     "clean_up_tokenization_spaces")
         if stop_sequence is not None:
             ids = self.tokenizer.encode(stop_sequence, add_special_tokens=False)[0].ids
             if not ids:
@@ -89,12 +89,16 @@ class Text2TextGenerationPipeline(GenerationDefaults, Pipeline):
                 warnings.warn("Stopping on a multiple token sequence is not supported; the first token of the stop "
                               "sequence is used as the end-of-sequence token.", UserWarning, stacklevel=4)
             generate_kwargs["eos_token_id"] = ids[0]
+        check_generate_extras(generate_kwargs)
         self._generation_config(generate_kwargs)  # invalid values fail now, not inside a batch
         return preprocess, generate_kwargs, postprocess
 
-    def preprocess(self, inputs, truncation=None):
-        text = (self.prefix or "") + check_text(inputs)
-        return encoding_tensors(self._encode(text, truncation), ("input_ids", "attention_mask"))
+    def preprocess(self, inputs, **params):
+        return self.preprocess_batch([inputs], **params)[0]
+
+    def preprocess_batch(self, items, truncation=None):
+        texts = [(self.prefix or "") + check_text(item) for item in items]
+        return [encoding_tensors(e, ("input_ids", "attention_mask")) for e in self._encode(texts, truncation)]
 
     def _forward(self, model_inputs, **generate_kwargs):
         input_ids = model_inputs["input_ids"]
@@ -124,30 +128,14 @@ class Text2TextGenerationPipeline(GenerationDefaults, Pipeline):
         kwargs = {k: v for k, v in generate_kwargs.items() if k not in GENERATE_EXTRAS}  # use_cache: always on
         return self.resolve_generation_config(kwargs, generate_kwargs.get("generation_config"))
 
-    def _encode(self, text: str, truncation, tokenizer=None):
+    def _encode(self, texts: list[str], truncation, tokenizer=None) -> list:
         """Tokenise as transformers: no truncation unless asked (then to the tokenizer's model_max_length). An
         input longer than the model takes is cut to its limit with a warning (truncation=None) or is an error
         (truncation=False), rather than a crash inside the model."""
-        tokenizer = tokenizer or self.tokenizer
         truncation = getattr(truncation, "value", truncation)  # transformers' TruncationStrategy enum
-        encoding = tokenizer.encode(text)[0]
-        length = len(encoding.ids)
-        if truncation in (None, False, "do_not_truncate"):
-            limit = getattr(self.model, "max_input_tokens", None)
-            if limit is None or length <= limit:
-                return encoding
-            if truncation is not None:
-                raise ValueError(f"The input is {length} tokens long but the model takes at most {limit}; pass "
-                                 f"truncation=True (or leave it unset) to cut it to {limit} tokens.")
-            self.warn_once("truncation", f"An input of {length} tokens was truncated to the model's limit of {limit} "
-                                         f"tokens (pass truncation=False to get an error instead).")
-            strategy = "longest_first"
-        else:
-            limit = model_token_limit(self)
-            if limit is None or length <= limit:
-                return encoding
-            strategy = "longest_first" if truncation is True else truncation
-        return tokenizer.encode(text, truncation=strategy, max_length=limit)[0]
+        limit = getattr(self.model, "max_input_tokens", None) if truncation in (None, False, "do_not_truncate") \
+            else model_token_limit(self)
+        return encode_many(self, texts, truncation=truncation, limit=limit, tokenizer=tokenizer)
 
 
 class SummarizationPipeline(Text2TextGenerationPipeline):
@@ -177,7 +165,7 @@ class TranslationPipeline(Text2TextGenerationPipeline):
     return_name = "translation"
 
     def __init__(self, model, tokenizer=None, task: str = "", **kwargs):
-        task = task or self.registered_task or "translation"
+        task = task or "translation"
         raw = getattr(getattr(model, "config", None), "raw", None) or {}
         params = raw.get("task_specific_params") or {}
         if task == "translation":  # as transformers: take the checkpoint's first translation_XX_to_YY
@@ -204,21 +192,30 @@ class TranslationPipeline(Text2TextGenerationPipeline):
     def _has_language_codes(self) -> bool:
         return bool(getattr(self.tokenizer, "language_codes", None)) and hasattr(self.tokenizer, "for_source_language")
 
-    def preprocess(self, inputs, truncation=None, src_lang=None, tgt_lang=None):
+    def preprocess_batch(self, items, truncation=None, src_lang=None, tgt_lang=None):
         if not self._has_language_codes():
-            return super().preprocess(inputs, truncation)
+            return super().preprocess_batch(items, truncation)
         if src_lang is None or tgt_lang is None:
             raise ValueError(f"Translation with this model needs `src_lang` and `tgt_lang` (language codes such as "
                              f"{self.tokenizer.language_codes[:3]}); got src_lang={src_lang!r}, tgt_lang={tgt_lang!r}.")
         # No prefix here (as transformers): the source language code plays its part.
-        encoding = self._encode(check_text(inputs), truncation, self.tokenizer.for_source_language(src_lang))
-        return encoding_tensors(encoding, ("input_ids", "attention_mask"))
+        encodings = self._encode([check_text(item) for item in items], truncation,
+                                 self.tokenizer.for_source_language(src_lang))
+        return [encoding_tensors(e, ("input_ids", "attention_mask")) for e in encodings]
 
     def check_inputs(self, input_length: int, min_length: int, max_length: int) -> None:
         if input_length > 0.9 * max_length:
             logger.warning("Your input_length: %s is bigger than 0.9 * max_length: %s. You might consider increasing "
                            "your max_length manually, e.g. translator('...', max_length=400)", input_length,
                            max_length)
+
+
+def _return_type(value) -> ReturnType:
+    """A ReturnType (ours or transformers'), or its value."""
+    value = getattr(value, "value", value)
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+        return ReturnType(value)
+    raise ValueError(f"`return_type` must be a ReturnType (TENSORS, TEXT) or its value 0 or 1; got {value!r:.60}.")
 
 
 def _generated_lengths(output_ids: torch.Tensor, eos: list[int] | None) -> torch.Tensor:

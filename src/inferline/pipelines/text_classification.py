@@ -12,7 +12,7 @@ import warnings
 import torch
 
 from .base import Pipeline
-from .text import check_text, encode, encoding_tensors
+from .text import check_max_length, check_text, check_truncation, encode_many, encoding_tensors
 
 FUNCTIONS = ("default", "sigmoid", "softmax", "none")
 _UNSET = object()
@@ -54,9 +54,9 @@ class TextClassificationPipeline(Pipeline):
                             f"top_k, function_to_apply, return_all_scores, truncation, max_length, padding.")
         preprocess = {}
         if truncation is not None:
-            preprocess["truncation"] = truncation
+            preprocess["truncation"] = check_truncation(truncation)
         if max_length is not None:
-            preprocess["max_length"] = max_length
+            preprocess["max_length"] = check_max_length(max_length)
         postprocess = {}
         if top_k is not _UNSET:
             if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
@@ -75,20 +75,12 @@ class TextClassificationPipeline(Pipeline):
         return preprocess, {}, postprocess
 
     def preprocess(self, inputs, truncation=None, max_length=None):
-        if isinstance(inputs, dict):
-            if set(inputs) - {"text", "text_pair"} or "text" not in inputs:
-                raise ValueError(f"A text-pair input must be a dict with keys 'text' and 'text_pair'; got keys "
-                                 f"{sorted(inputs)}.")
-            text = check_text(inputs["text"], "text")
-            pair = inputs.get("text_pair")
-            pair = check_text(pair, "text_pair") if pair is not None else None
-        elif isinstance(inputs, (list, tuple)):
-            raise ValueError("To classify a text pair, pass a dict {'text': ..., 'text_pair': ...}; a list is read "
-                             "as several separate texts.")
-        else:
-            text, pair = check_text(inputs), None
-        encoding = encode(self, text, pair, truncation=truncation, max_length=max_length)
-        return encoding_tensors(encoding, self._model_input_names())
+        return self.preprocess_batch([inputs], truncation, max_length)[0]
+
+    def preprocess_batch(self, items, truncation=None, max_length=None):
+        texts, pairs = zip(*(_text_and_pair(item) for item in items))
+        encodings = encode_many(self, list(texts), list(pairs), truncation=truncation, max_length=max_length)
+        return [encoding_tensors(encoding, self._model_input_names()) for encoding in encodings]
 
     def _forward(self, model_inputs):
         return {"logits": self.model(**model_inputs)}
@@ -107,3 +99,17 @@ class TextClassificationPipeline(Pipeline):
             if top_k is not None:
                 results = results[:top_k]
         return results
+
+
+def _text_and_pair(inputs) -> tuple[str, str | None]:
+    """One input → (text, text_pair or None): a string, or a dict {"text", "text_pair"}."""
+    if isinstance(inputs, dict):
+        if set(inputs) - {"text", "text_pair"} or "text" not in inputs:
+            raise ValueError(f"A text-pair input must be a dict with keys 'text' and 'text_pair'; got keys "
+                             f"{sorted(inputs, key=str)}.")
+        pair = inputs.get("text_pair")
+        return check_text(inputs["text"], "text"), check_text(pair, "text_pair") if pair is not None else None
+    if isinstance(inputs, (list, tuple)):
+        raise ValueError("To classify a text pair, pass a dict {'text': ..., 'text_pair': ...}; a list is read "
+                         "as several separate texts.")
+    return check_text(inputs), None

@@ -27,7 +27,8 @@ import torch
 from ..generation import generate
 from ..processing.chat_template import check_messages
 from .base import Pipeline
-from .generation_defaults import GENERATE_EXTRAS, GENERATION_PARAMETERS, GenerationDefaults
+from .text import check_flag, check_max_length, check_truncation
+from .generation_defaults import GENERATE_EXTRAS, GENERATION_PARAMETERS, GenerationDefaults, check_generate_extras
 
 _ENCODE_KEYS = {"add_special_tokens", "truncation", "max_length", "padding"}
 
@@ -76,6 +77,7 @@ class TextGenerationPipeline(GenerationDefaults, Pipeline):
                             f"pipeline's (return_full_text, return_tensors, prefix, stop_sequence, "
                             f"handle_long_generation, continue_final_message, ...) and the generation parameters "
                             f"{sorted(GENERATION_PARAMETERS | GENERATE_EXTRAS)}.")
+        check_generate_extras(generate_kwargs)
         if max_length is not None:
             generate_kwargs["max_length"] = max_length
         preprocess = {k: v for k, v in dict(
@@ -115,7 +117,7 @@ class TextGenerationPipeline(GenerationDefaults, Pipeline):
                             ("continue_final_message", continue_final_message),
                             ("skip_special_tokens", skip_special_tokens)):
             if value is not None:
-                postprocess[name] = value
+                postprocess[name] = check_flag(value, name)
         return preprocess, forward, postprocess
 
     def preprocess(self, prompt, prefix="", handle_long_generation=None, add_special_tokens=None, truncation=None,
@@ -166,7 +168,16 @@ class TextGenerationPipeline(GenerationDefaults, Pipeline):
             if config.min_new_tokens is None and "min_length" in generate_kwargs:
                 adjust["min_length"] = config.min_length + prefix_length
             config = config.update(**adjust)
-        out = generate(self.model, ids, mask, config, streamer=streamer, tokenizer=self.tokenizer)
+        try:
+            out = generate(self.model, ids, mask, config, streamer=streamer, tokenizer=self.tokenizer)
+        except IndexError as error:  # learned position embeddings (GPT-2) end at the model's limit
+            limit = getattr(self.model, "max_input_tokens", None)
+            max_length, _ = config.resolve_lengths(ids.shape[1], limit)
+            if limit is None or max_length <= limit:
+                raise
+            raise ValueError(f"The prompt ({ids.shape[1]} tokens) and the tokens to generate (up to {max_length} in "
+                             f"all) exceed the {limit} positions this model has; shorten the prompt, pass "
+                             f"truncation=True with max_length, or handle_long_generation='hole'.") from error
         out = out.view(ids.shape[0], -1, out.shape[-1])  # (B, num_return_sequences, T)
         pads = (mask == 0).sum(1).tolist()
         # Per row: its own tokens (no left padding), cut where all its sequences had finished, as unbatched.
@@ -192,6 +203,11 @@ class TextGenerationPipeline(GenerationDefaults, Pipeline):
 
     # ----- helpers -----
     def _encode(self, text: str, add_special_tokens: bool, truncation, max_length) -> list[int]:
+        if not isinstance(add_special_tokens, bool):
+            raise TypeError(f"`add_special_tokens` must be True or False; got {add_special_tokens!r:.60}.")
+        check_truncation(truncation)
+        if max_length is not None and truncation not in (None, False, "do_not_truncate"):
+            check_max_length(max_length)
         truncation = truncation if truncation not in (None, "do_not_truncate") else False
         return self.tokenizer.encode(text, add_special_tokens=add_special_tokens, truncation=truncation,
                                      max_length=max_length if truncation else None)[0].ids

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .base import ChunkPipeline
-from .text import check_text, encode, encoding_tensors, model_token_limit
+from .text import check_text, encode_many, encoding_tensors, model_token_limit
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 WORD_STRATEGIES = ("first", "average", "max")
@@ -105,29 +105,30 @@ class TokenClassificationPipeline(ChunkPipeline):
         return limit
 
     # ----- the contract -----
-    def preprocess(self, inputs, is_split_into_words=False, delimiter=" ", stride=None):
-        offsets = None
-        if isinstance(inputs, _WithOffsets):
-            inputs, offsets = inputs.inputs, inputs.offset_mapping
-        word_starts = None
-        if is_split_into_words:
-            text = _check_words(inputs)
-            sentence = delimiter.join(text)  # offsets of pre-split words are shifted into this sentence
-            word_starts = list(itertools.accumulate((len(w) + len(delimiter) for w in text[:-1]), initial=0))
-        else:
-            text = sentence = check_text(inputs)
+    def preprocess(self, inputs, **params):
+        return self.preprocess_batch([inputs], **params)[0]
+
+    def preprocess_batch(self, items, is_split_into_words=False, delimiter=" ", stride=None):
+        """Each item's pieces (one per window of a long text), with all the items tokenised in one Rust call."""
+        prepared = [_prepare(item, is_split_into_words, delimiter) for item in items]
+        texts = [text for text, _, _, _ in prepared]
         limit = None if stride is None else self._window(stride)
         if limit is None:
-            encodings = [encode(self, text, is_split_into_words=is_split_into_words)]
+            windows = [[e] for e in encode_many(self, texts, is_split_into_words=is_split_into_words)]
         else:
-            encodings = self.tokenizer.encode(text, truncation=True, max_length=limit, stride=stride,
-                                              return_overflowing_tokens=True, is_split_into_words=is_split_into_words)
-        for encoding in encodings:
-            if offsets is not None and len(offsets) < len(encoding.ids):
-                raise ValueError(f"`offset_mapping` has {len(offsets)} (start, end) pairs but the input has "
-                                 f"{len(encoding.ids)} tokens; give one pair per token.")
-            yield {**encoding_tensors(encoding, self._model_input_names()), "encoding": encoding,
-                   "sentence": sentence, "word_starts": word_starts, "user_offsets": offsets}
+            windows = self.tokenizer.encode_batch(texts, truncation=True, max_length=limit, stride=stride,
+                                                  return_overflowing_tokens=True,
+                                                  is_split_into_words=is_split_into_words)
+        names = self._model_input_names()
+        results = []
+        for (_, sentence, word_starts, offsets), encodings in zip(prepared, windows):
+            for encoding in encodings:
+                if offsets is not None and len(offsets) < len(encoding.ids):
+                    raise ValueError(f"`offset_mapping` has {len(offsets)} (start, end) pairs but the input has "
+                                     f"{len(encoding.ids)} tokens; give one pair per token.")
+            results.append([{**encoding_tensors(encoding, names), "encoding": encoding, "sentence": sentence,
+                             "word_starts": word_starts, "user_offsets": offsets} for encoding in encodings])
+        return results
 
     def _forward(self, model_inputs):
         return {"logits": self.model(**model_inputs)}  # (B, T, num_labels)
@@ -149,10 +150,9 @@ class TokenClassificationPipeline(ChunkPipeline):
         offsets = output["user_offsets"] or encoding.offsets
         word_starts = output["word_starts"]
         words = self.tokenizer.convert_ids_to_tokens(encoding.ids)
-        # WordPiece-style vocabularies mark word continuations, so a token whose text differs in length
-        # from its span is a sub-word; others fall back to "no space before it".
-        vocabulary = getattr(getattr(self.tokenizer, "backend", None), "model", None)
-        word_aware = bool(getattr(vocabulary, "continuing_subword_prefix", None))
+        # Vocabularies that mark word continuations (WordPiece's "##") tell sub-words apart: a token whose text
+        # differs in length from its span is one; others fall back to "no space before it".
+        word_aware = bool(getattr(self.tokenizer, "subword_prefix", None))
         if not word_aware and strategy in WORD_STRATEGIES:
             warnings.warn("Tokenizer does not support real words, using fallback heuristic", UserWarning,
                           stacklevel=2)
@@ -268,6 +268,20 @@ def _drop_overlaps(entities: list[dict]) -> list[dict]:
             current = entity
     kept.append(current)
     return kept
+
+
+def _prepare(inputs, is_split_into_words: bool, delimiter: str):
+    """One input → (what to tokenise, the sentence offsets refer to, each word's start in it or None, the
+    caller's own offsets or None). Pre-split words are joined with `delimiter` into the sentence."""
+    offsets = None
+    if isinstance(inputs, _WithOffsets):
+        inputs, offsets = inputs.inputs, inputs.offset_mapping
+    if not is_split_into_words:
+        text = check_text(inputs)
+        return text, text, None, offsets
+    words = _check_words(inputs)
+    word_starts = list(itertools.accumulate((len(w) + len(delimiter) for w in words[:-1]), initial=0))
+    return words, delimiter.join(words), word_starts, offsets
 
 
 def _check_words(words) -> list[str]:

@@ -15,7 +15,6 @@ length, so many labels no longer mean one model call each.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -76,12 +75,10 @@ class ZeroShotClassificationPipeline(ChunkPipeline):
                 return index
         return -1
 
+    positional_parameters = ("candidate_labels",)  # classifier(text, ["a", "b"]), as transformers
+
     def __call__(self, sequences=None, *args, **kwargs):
-        if args:
-            if len(args) > 1 or "candidate_labels" in kwargs:
-                raise ValueError(f"Unexpected positional arguments {args!r}: the only one accepted after the "
-                                 f"sequences is candidate_labels (given once).")
-            kwargs["candidate_labels"] = args[0]
+        kwargs = self._positional_to_keywords(args, kwargs)
         if kwargs.get("candidate_labels") is None and "candidate_labels" not in self._preprocess_params:
             raise ValueError("zero-shot-classification needs `candidate_labels`, e.g. "
                              "classifier(text, candidate_labels=['sports', 'politics']).")
@@ -105,32 +102,44 @@ class ZeroShotClassificationPipeline(ChunkPipeline):
             postprocess["multi_label"] = bool(multi_label)
         return preprocess, {}, postprocess
 
-    def preprocess(self, sequence, candidate_labels=None, hypothesis_template=DEFAULT_TEMPLATE
-                   ) -> Iterator[dict[str, Any]]:
-        sequence = check_text(sequence, "sequences")
+    def preprocess(self, sequence, **params):
+        return self.preprocess_batch([sequence], **params)[0]
+
+    def preprocess_batch(self, items, candidate_labels=None, hypothesis_template=DEFAULT_TEMPLATE) -> list[list[dict]]:
+        """One piece per (sequence, label) pair; the pairs of all the items are tokenised in one Rust call."""
+        sequences = [check_text(item, "sequences") for item in items]
         if candidate_labels is None:
             raise ValueError("zero-shot-classification needs `candidate_labels`.")
         labels = parse_labels(candidate_labels)
-        encodings = self._encode_pairs(sequence, hypotheses(hypothesis_template, labels))
+        filled = hypotheses(hypothesis_template, labels)
+        encodings = self._encode_pairs([s for s in sequences for _ in labels], filled * len(sequences))
         names = self._model_input_names()
-        for label, encoding in zip(labels, encodings):
-            yield {**encoding_tensors(encoding, names), "candidate_label": label, "sequence": sequence}
+        return [[{**encoding_tensors(encoding, names), "candidate_label": label, "sequence": sequence}
+                 for label, encoding in zip(labels, encodings[i * len(labels):(i + 1) * len(labels)])]
+                for i, sequence in enumerate(sequences)]
 
-    def _encode_pairs(self, premise: str, hypotheses: list[str]) -> list:
-        """Tokenise (premise, hypothesis) pairs in one Rust call; over-long pairs lose premise tokens only."""
-        encodings = [e[0] for e in self.tokenizer.encode_batch([premise] * len(hypotheses), hypotheses)]
+    def _encode_pairs(self, premises: list[str], hypotheses: list[str]) -> list:
+        """(premise, hypothesis) pairs, tokenised once; over-long pairs lose premise tokens only."""
         limit = model_token_limit(self)
-        if limit is None or all(len(e.ids) <= limit for e in encodings):
-            return encodings
+        try:
+            encodings = [e[0] for e in self.tokenizer.encode_batch(premises, hypotheses, max_length=limit,
+                                                                   truncation="only_first" if limit else False)]
+        except Exception:  # tokenizers refuses when a premise is too short to cut enough from it: find which
+            encodings = [e[0] for e in self.tokenizer.encode_batch(premises, hypotheses)]
+            too_long = [i for i, e in enumerate(encodings) if e.sequence_ids.count(0) <= len(e.ids) - limit]
+            raise self._no_room(hypotheses[too_long[0] if too_long else 0], limit) from None
         for encoding, hypothesis in zip(encodings, hypotheses):
-            excess = len(encoding.ids) - limit
-            if excess > 0 and encoding.sequence_ids.count(0) <= excess:
-                raise ValueError(f"The hypothesis {hypothesis!r} takes too many of the model's {limit} tokens to "
-                                 f"leave room for the sequence; use a shorter hypothesis_template or label.")
-        self.warn_once("truncation", f"A sequence of {len(encodings[0].ids)} tokens with its hypothesis was "
-                                     f"truncated to the model's limit of {limit} tokens.")
-        return [e[0] for e in self.tokenizer.encode_batch([premise] * len(hypotheses), hypotheses,
-                                                          truncation="only_first", max_length=limit)]
+            if encoding.overflowing and 0 not in encoding.sequence_ids:  # the whole premise was cut away
+                raise self._no_room(hypothesis, limit)
+        if any(e.overflowing for e in encodings):
+            self.warn_once("truncation", f"A sequence with its hypothesis was truncated to the model's limit of "
+                                         f"{limit} tokens.")
+        return encodings
+
+    @staticmethod
+    def _no_room(hypothesis: str, limit: int) -> ValueError:
+        return ValueError(f"The hypothesis {hypothesis!r} takes too many of the model's {limit} tokens to leave room "
+                          f"for the sequence; use a shorter hypothesis_template or label.")
 
     def _forward(self, model_inputs):
         return {"logits": self.model(**model_inputs)}

@@ -110,7 +110,14 @@ def check_messages(messages: list) -> None:
         raise ValueError("A chat needs at least one message; got an empty list.")
     for message in messages:
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise ValueError(f"Each chat message must be a dict with 'role' and 'content' keys; got {message!r}.")
+            raise ValueError(f"Each chat message must be a dict with 'role' and 'content' keys; got {message!r:.100}.")
+        if not isinstance(message["role"], str):
+            raise TypeError(f"A chat message's 'role' must be a string such as 'user'; got {message['role']!r:.60}.")
+        content = message["content"]
+        if not (content is None or isinstance(content, str) or (
+                isinstance(content, (list, tuple)) and all(isinstance(block, dict) for block in content))):
+            raise TypeError(f"A chat message's 'content' must be a string (or a list of content blocks); got "
+                            f"{type(content).__name__}: {content!r:.60}.")
 
 
 def _mark_final_message(message: dict) -> str:

@@ -3,8 +3,9 @@
 tokenizer.json is used as is; a lone vocab.txt becomes a WordPiece (BERT) tokenizer and
 vocab.json + merges.txt a byte-level BPE one, as transformers' slow→fast conversion would build them.
 tokenizer_config.json / special_tokens_map.json supply special tokens, lower-casing, model_max_length,
-padding side and decode clean-up. Encoding is serialised by a lock: the Rust tokenizer's truncation
-settings are shared state, and concurrent use from threads would otherwise fail ("Already borrowed").
+padding side and decode clean-up. The Rust backend is never changed after construction, so threads
+encode and decode at once without a lock: each truncation setting gets its own copy of the backend
+(made once), instead of switching the shared one's settings per call ("Already borrowed").
 """
 
 from __future__ import annotations
@@ -20,8 +21,13 @@ from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
 from .chat_template import as_templates, load_chat_template, render_chat, select_template
 
-VERY_LARGE_INTEGER = int(1e30)  # transformers' "no limit" model_max_length
+VERY_LARGE_INTEGER = int(1e30)
+_MAX_TRUNCATING_BACKENDS = 8  # transformers' "no limit" model_max_length
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+# tokenizer_config.json keys a caller may override when loading (each changes what this class does).
+CONFIG_OVERRIDES = (*SPECIAL_TOKEN_NAMES, "additional_special_tokens", "model_max_length", "padding_side",
+                    "truncation_side", "clean_up_tokenization_spaces", "chat_template", "do_lower_case",
+                    "strip_accents", "tokenize_chinese_chars")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                    "vocab.json", "merges.txt", "added_tokens.json", "spiece.model", "source.spm")
 
@@ -45,7 +51,8 @@ class Tokenizer:
         self.backend.no_truncation()
         self.backend.no_padding()
         self.config = config
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the cache of truncating backends, not encoding
+        self._truncating: dict[tuple, RustTokenizer] = {}
         self.special_tokens: dict[str, str] = {}
         for name in SPECIAL_TOKEN_NAMES:
             text = _token_text(config.get(name))
@@ -70,10 +77,17 @@ class Tokenizer:
 
     # ----- construction -----
     @classmethod
-    def from_pretrained(cls, folder: str | Path) -> "Tokenizer":
+    def from_pretrained(cls, folder: str | Path, **overrides) -> "Tokenizer":
+        """Build from a checkpoint folder; `overrides` (e.g. model_max_length=256, padding_side="left") win over
+        tokenizer_config.json, as keyword arguments to transformers' `from_pretrained` do."""
         folder = Path(folder)
+        unknown = sorted(set(overrides) - set(CONFIG_OVERRIDES))
+        if unknown:
+            raise ValueError(f"Unsupported tokenizer option(s) {unknown}; inferline's tokenizer takes "
+                             f"{', '.join(CONFIG_OVERRIDES)}.")
         config = _read_json(folder / "special_tokens_map.json")
         config.update(_read_json(folder / "tokenizer_config.json"))
+        config.update(overrides)
         if (template := load_chat_template(folder, config)) is not None:
             config["chat_template"] = template
         if (folder / "tokenizer.json").is_file():
@@ -162,6 +176,12 @@ class Tokenizer:
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         return self.backend.num_special_tokens_to_add(pair)
 
+    @property
+    def subword_prefix(self) -> str | None:
+        """The mark a vocabulary puts on tokens that continue a word ("##" for WordPiece), or None when its
+        tokens carry no such mark (byte-level BPE, SentencePiece): then a token's word boundaries are unknown."""
+        return getattr(self.backend.model, "continuing_subword_prefix", None) or None
+
     # ----- encoding -----
     def encode(self, text, text_pair=None, *, add_special_tokens: bool = True, truncation: bool | str = False,
                max_length: int | None = None, stride: int = 0, return_overflowing_tokens: bool = False,
@@ -178,24 +198,35 @@ class Tokenizer:
                      truncation: bool | str = False, max_length: int | None = None, stride: int = 0,
                      return_overflowing_tokens: bool = False, is_split_into_words: bool = False
                      ) -> list[list[Encoding]]:
-        inputs = list(texts) if text_pairs is None else list(zip(texts, text_pairs))
-        strategy = _truncation_strategy(truncation)
+        inputs = list(texts) if text_pairs is None else \
+            [text if pair is None else (text, pair) for text, pair in zip(texts, text_pairs)]
+        strategy = truncation_strategy(truncation)
         if strategy is not None and max_length is None:
             max_length = self.model_max_length if self.model_max_length < VERY_LARGE_INTEGER else None
-        with self._lock:
-            if strategy is not None and max_length is not None:
-                self.backend.enable_truncation(max_length, stride=stride, strategy=strategy,
-                                               direction=self.truncation_side)
-            else:
-                self.backend.no_truncation()
-            try:
-                encodings = self.backend.encode_batch(inputs, is_pretokenized=is_split_into_words,
-                                                      add_special_tokens=add_special_tokens)
-            finally:
-                self.backend.no_truncation()
+        backend = self.backend if strategy is None or max_length is None else \
+            self._truncating_backend(max_length, stride, strategy)
+        try:
+            encodings = backend.encode_batch(inputs, is_pretokenized=is_split_into_words,
+                                             add_special_tokens=add_special_tokens)
+        except TypeError:  # the Rust message names no input: say which one and why
+            _explain_bad_input(inputs, is_split_into_words)
+            raise
         if return_overflowing_tokens:
             return [[e, *e.overflowing] for e in encodings]
         return [[e] for e in encodings]
+
+    def _truncating_backend(self, max_length: int, stride: int, strategy: str) -> RustTokenizer:
+        """A copy of the backend that truncates with these settings, made on first use and kept (a few at most)."""
+        key = (max_length, stride, strategy, self.truncation_side)
+        backend = self._truncating.get(key)
+        if backend is None:
+            backend = RustTokenizer.from_str(self.backend.to_str())
+            backend.enable_truncation(max_length, stride=stride, strategy=strategy, direction=self.truncation_side)
+            with self._lock:
+                if len(self._truncating) >= _MAX_TRUNCATING_BACKENDS:
+                    self._truncating.pop(next(iter(self._truncating)))  # the oldest setting
+                backend = self._truncating.setdefault(key, backend)
+        return backend
 
     def apply_chat_template(self, conversation, add_generation_prompt: bool = False,
                             continue_final_message: bool = False, tokenize: bool = False,
@@ -228,8 +259,7 @@ class Tokenizer:
         language code in the post-processor template is swapped. A copy, cached per language; self is unchanged."""
         cache = self.__dict__.setdefault("_by_source_language", {})
         if src_lang not in cache:
-            with self._lock:
-                state = json.loads(self.backend.to_str())
+            state = json.loads(self.backend.to_str())
             codes = set(self.language_codes)
             new_id = self.backend.token_to_id(src_lang)
             new_id = self.unk_token_id if new_id is None else new_id  # an unknown code encodes as unk, as there
@@ -251,8 +281,7 @@ class Tokenizer:
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False,
                clean_up_tokenization_spaces: bool | None = None) -> str:
         ids = [int(i) for i in ids]
-        with self._lock:
-            text = self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
+        text = self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
         clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None \
             else clean_up_tokenization_spaces
         return clean_up_tokenization(text) if clean else text
@@ -260,6 +289,23 @@ class Tokenizer:
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={len(self)}, model_max_length={self.model_max_length}, " \
                f"special_tokens={self.special_tokens})"
+
+
+def _explain_bad_input(inputs: list, is_split_into_words: bool) -> None:
+    """Raise a TypeError/ValueError naming the first input the Rust tokenizer cannot take (if one is found)."""
+    for index, item in enumerate(inputs):
+        for text in (item if isinstance(item, tuple) else (item,)):
+            pieces = text if is_split_into_words and isinstance(text, (list, tuple)) else [text]
+            for piece in pieces:
+                if not isinstance(piece, str):
+                    kind = "a string or a list of strings (is_split_into_words)" if is_split_into_words else "a string"
+                    raise TypeError(f"Text to tokenise must be {kind}; input {index} holds {type(piece).__name__}: "
+                                    f"{piece!r:.60}.")
+                bad = next((i for i, c in enumerate(piece) if "\ud800" <= c <= "\udfff"), None)
+                if bad is not None:
+                    raise ValueError(f"Input {index} holds a lone surrogate (U+{ord(piece[bad]):04X}) at character {bad}, "
+                                     f"which is not valid Unicode text; remove it (or decode bytes with "
+                                     f"errors='replace').")
 
 
 def clean_up_tokenization(text: str) -> str:
@@ -270,7 +316,7 @@ def clean_up_tokenization(text: str) -> str:
     return text
 
 
-def _truncation_strategy(truncation: bool | str | None) -> str | None:
+def truncation_strategy(truncation: bool | str | None) -> str | None:
     if truncation is None or truncation is False or truncation == "do_not_truncate":
         return None
     if truncation is True:
