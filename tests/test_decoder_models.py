@@ -11,6 +11,7 @@ import torch
 
 from fixtures.checkpoints import build
 from fixtures.inputs import left_padded
+from parity.archs import DECODER_ARCHS
 from parity.compare import assert_same
 
 LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -31,6 +32,8 @@ CASES = {
                                                         "long_factor": [2.0, 3.5]},
                                           original_max_position_embeddings=16, sliding_window=7)),
 }
+# every Llama-like decoder of the shared table has a row (GPT-2's own model tests are tests/test_generation_models.py)
+assert {arch for arch, _ in CASES.values()} == set(DECODER_ARCHS) - {"gpt2"}
 TOKENIZER_ARCHS = ["llama", "qwen2"]  # the two tokenizer kinds the fixtures build (SentencePiece-like, byte-level)
 TEXTS = ["Hugging Face is a company based in New York City and Paris. Its headquarters are in Manhattan.",
          "The quick brown fox jumps over the lazy dog.",

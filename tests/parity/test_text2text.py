@@ -11,9 +11,9 @@ from collections import Counter
 import pytest
 import torch
 
+from parity.archs import SEQ2SEQ_ARCHS
 from parity.compare import assert_same
 
-SEQ2SEQ_ARCHS = ["t5", "t5-gated", "bart", "mbart", "marian"]
 TEXTS = ["Paris is the capital of France.", "Hello world",
          "The quick brown fox jumps over the lazy dog near the river.", "It is",
          "Hugging Face is a company based in New York City and Paris."]

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from fixtures.checkpoints import CORPUS
+from parity.archs import DECODER_ARCHS as ARCHS
 from parity.compare import assert_plain_json, assert_same
 
-ARCHS = ["gpt2", "llama", "mistral", "qwen2", "qwen3", "phi3"]
 GREEDY = dict(do_sample=False, max_new_tokens=8)
 PROMPTS = [line[:n] for line, n in zip(CORPUS, (12, 30, 45, 20, 60, 8, 38, 25))]  # 8 different lengths
 OPTIONS = {
