@@ -281,13 +281,22 @@ def test_truncation(checkpoint, pipelines):
                     theirs(long, max_new_tokens=4, num_beams=1, **kwargs))
 
 
-def test_input_longer_than_model(checkpoint, pipelines):
+def test_input_longer_than_model(checkpoint, pipelines, caplog):
     """Deliberate: BART has 128 positions here; transformers fails with an IndexError inside the model. We cut the
     input to what the model takes (with a warning), or raise a clear error with truncation=False."""
-    _, ours = pipelines("text2text-generation", checkpoint("bart", "seq2seq-lm"))
+    theirs, ours = pipelines("text2text-generation", checkpoint("bart", "seq2seq-lm"))
     long = " ".join(TEXTS * 10)
     assert len(ours.tokenizer.encode(long)[0].ids) > 128
-    assert ours(long, max_new_tokens=3, num_beams=1)[0]["generated_text"] is not None
+    kwargs = {"max_new_tokens": 3, "num_beams": 1}
+    with caplog.at_level(logging.WARNING, logger="inferline"):
+        result = ours(long, **kwargs)
+    assert "truncated" in caplog.text
+    saved = theirs.tokenizer.model_max_length
+    theirs.tokenizer.model_max_length = 128  # transformers, told to truncate to what the model takes
+    try:
+        assert_same(result, theirs(long, truncation=True, **kwargs))
+    finally:
+        theirs.tokenizer.model_max_length = saved
     with pytest.raises(ValueError, match="at most 128"):
         ours(long, max_new_tokens=3, truncation=False)
 
@@ -321,7 +330,7 @@ def test_bad_parameters(checkpoint, pipelines, kwargs, error, match):
 def test_needs_encoder_decoder(checkpoint):
     import inferline
 
-    with pytest.raises(Exception, match="seq2seq-lm|encoder-decoder"):
+    with pytest.raises(ValueError, match="needs one of: seq2seq-lm"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             inferline.pipeline("text2text-generation", model=str(checkpoint("bert", "masked-lm")), device="cpu")

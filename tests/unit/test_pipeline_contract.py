@@ -46,8 +46,9 @@ def test_batched_equals_unbatched_in_input_order(classifier, batch_size):
 
 
 def _close(a, b):
+    assert len(a) == len(b), f"{len(a)} results != {len(b)}"
     for x, y in zip(a, b):
-        assert [d["label"] for d in x] == [d["label"] for d in y]
+        assert len(x) == len(y) and [d["label"] for d in x] == [d["label"] for d in y]
         assert all(abs(d["score"] - e["score"]) < 1e-5 for d, e in zip(x, y))
     return True
 
