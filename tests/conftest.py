@@ -33,7 +33,7 @@ def pipelines():
     cache = {}
 
     def make(task, path, **kwargs):
-        key = (task, str(path), tuple(sorted(kwargs.items())))
+        key = (task, str(path), repr(sorted(kwargs.items())))
         if key not in cache:
             import transformers
 
