@@ -132,6 +132,46 @@ def test_stop_sequence(pair):
     assert_same(result, theirs(PROMPTS[2], stop_sequence=stop, **GREEDY))
 
 
+def stop_in(text: str) -> str:
+    """A visible ASCII character from the middle third of text (byte-fallback pieces decode to U+FFFD, which
+    transformers' stop strings, matched on token strings, never see)."""
+    middle = range(len(text) // 3, 2 * len(text) // 3 + 1)
+    return next(text[i] for i in middle if text[i].isascii() and text[i].isprintable() and not text[i].isspace())
+
+
+def test_stop_strings(pair):
+    theirs, ours = pair
+    greedy = {**GREEDY, "max_new_tokens": 12}
+    free = [r[0]["generated_text"] for r in theirs(PROMPTS[:3], return_full_text=False, **greedy)]
+    stops = [stop_in(text) for text in free]
+    # transformers' pipeline fails on stop_strings unless also given tokenizer= (its generate needs one); ours
+    # hands generate its own tokenizer.
+    given = {"tokenizer": theirs.tokenizer}
+    kwargs = {**greedy, "stop_strings": stops[0]}
+    result = ours(PROMPTS[0], **kwargs)
+    assert_same(result, theirs(PROMPTS[0], **kwargs, **given))
+    assert len(ours(PROMPTS[0], return_full_text=False, **kwargs)[0]["generated_text"]) < len(free[0])  # it stopped
+    kwargs["stop_strings"] = stops
+    expected = theirs(PROMPTS[:3], **kwargs, **given)
+    assert_same(ours(PROMPTS[:3], **kwargs), expected)
+    assert_same(ours(PROMPTS[:3], batch_size=3, **kwargs), expected)
+
+
+@pytest.mark.parametrize("kwargs", [dict(top_p=0.8), dict(min_p=0.15), dict(top_p=0.9, top_k=0, temperature=1.3)],
+                         ids=str)
+def test_sampling_parameters(pair, kwargs):
+    """top_p / min_p at pipeline level: with the global seed set alike, the same draws as transformers (one input:
+    transformers' DataLoader draws a seed from the RNG for a list)."""
+    theirs, ours = pair
+    call = dict(do_sample=True, max_new_tokens=8, **kwargs)
+    torch.manual_seed(0)
+    expected = theirs(PROMPTS[1], **call)
+    torch.manual_seed(0)
+    assert_same(ours(PROMPTS[1], **call), expected)
+    torch.manual_seed(0)
+    assert ours(PROMPTS[1], do_sample=True, max_new_tokens=8, top_k=0) != expected  # the filter changed the draws
+
+
 def test_empty_prompt_starts_from_bos(checkpoint, pipelines):
     theirs, ours = gpt2(checkpoint, pipelines)
     assert_same(ours("", **GREEDY), theirs("", **GREEDY))
