@@ -152,6 +152,20 @@ def test_summarization_lengths(checkpoint, pipelines, arch):
                 theirs([text, TEXTS[1]], max_new_tokens=5, return_tensors=True))
 
 
+@pytest.mark.parametrize("arch", ["bart", "t5"])
+def test_summarization_batched_and_generator(checkpoint, pipelines, arch):
+    theirs, ours = pipelines("summarization", checkpoint(arch, "seq2seq-lm"))
+    texts = [" ".join(TEXTS), TEXTS[1], TEXTS[2], " ".join(TEXTS[2:])]
+    eos = varied_eos(pipelines("text2text-generation", checkpoint(arch, "seq2seq-lm"))[0])  # rows end apart
+    for kwargs in ({"max_new_tokens": 6}, {"max_new_tokens": 6, "num_beams": 1, "eos_token_id": eos}):
+        expected = theirs(texts, **kwargs)
+        for batch_size in (1, 3):
+            assert_same(ours(texts, batch_size=batch_size, **kwargs), expected)
+        lazy = ours((t for t in texts), batch_size=3, **kwargs)
+        assert not isinstance(lazy, list)
+        assert_same([r[0] for r in lazy], expected)
+
+
 @pytest.mark.parametrize("construction", [{}, {"max_length": 9}], ids=["call", "construction"])
 def test_max_length_is_honoured(checkpoint, pipelines, construction):
     """Deliberate: documented, max_length bounds the output; transformers 4.57.6 overrides a given max_length with
@@ -237,6 +251,16 @@ def test_translation_marian(checkpoint, pipelines, task):
         assert_same(result, theirs(TEXTS[0], **kwargs))
         assert_same(ours(TEXTS, batch_size=8, **kwargs), theirs(TEXTS, **kwargs) if "return_tensors" not in kwargs
                     else [theirs(t, **kwargs)[0] for t in TEXTS])
+
+
+def test_translation_generator(checkpoint, pipelines):
+    theirs, ours = pipelines("translation_en_to_fr", checkpoint("marian", "seq2seq-lm"))
+    kwargs = {"max_new_tokens": 6}
+    expected = theirs(TEXTS, **kwargs)
+    for batch_size in (1, 4):
+        lazy = ours((t for t in TEXTS), batch_size=batch_size, **kwargs)
+        assert not isinstance(lazy, list)
+        assert_same([r[0] for r in lazy], expected)
 
 
 def test_translation_language_codes(checkpoint, pipelines):

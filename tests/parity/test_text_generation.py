@@ -428,6 +428,20 @@ def test_conversational_round_trip(variant, pipelines):
     assert isinstance(chatbot([CHAT[1:]]), list) and isinstance(chatbot(CHAT[1:]), Conversation)
 
 
+def test_conversational_generator(variant, pipelines):
+    import inferline
+    from inferline import Conversation
+
+    theirs, _ = pipelines("text-generation", variant("qwen2", "chat", with_template))
+    chatbot = inferline.pipeline("conversational", model=str(variant("qwen2", "chat", with_template)), device="cpu",
+                                 max_new_tokens=6)
+    chats = [CHAT[1:], [{"role": "user", "content": "Hi"}], CHAT]
+    for batch_size in (1, 2):
+        lazy = chatbot((Conversation(c) for c in chats), batch_size=batch_size)
+        assert not isinstance(lazy, (list, Conversation))
+        assert [c.generated_responses[-1] for c in lazy] == [_reply(theirs, c) for c in chats]
+
+
 def test_conversational_without_template_uses_the_legacy_format(checkpoint, pipelines):
     import inferline
     from inferline.pipelines.conversational import LEGACY_CHAT_TEMPLATE
