@@ -21,6 +21,29 @@ torch.set_num_threads(1)
 from fixtures.checkpoints import build  # noqa: E402
 
 
+def _torch_global_state() -> dict:
+    """The torch functions model loaders patch while they load (transformers patches register_parameter and the
+    init functions; two loads at once in one process can leave them patched)."""
+    nn = torch.nn
+    state = {f"nn.Module.{n}": getattr(nn.Module, n) for n in ("register_parameter", "register_buffer")}
+    state.update({f"nn.init.{n}": getattr(nn.init, n) for n in ("normal_", "uniform_", "trunc_normal_",
+                                                                  "kaiming_uniform_", "xavier_uniform_", "zeros_",
+                                                                  "ones_", "constant_")})
+    state.update({f"nn.{c.__name__}.reset_parameters": c.reset_parameters for c in (nn.Linear, nn.Embedding,
+                                                                                      nn.LayerNorm)})
+    state["nn.Embedding._fill_padding_idx_with_zero"] = nn.Embedding._fill_padding_idx_with_zero
+    return state
+
+
+@pytest.fixture(autouse=True)
+def torch_left_as_found():
+    """No test may load two models at once or leave torch's global functions patched: checked after each test."""
+    before = _torch_global_state()
+    yield
+    changed = [name for name, value in _torch_global_state().items() if value is not before[name]]
+    assert not changed, f"torch left patched after the test: {changed}"
+
+
 @pytest.fixture(scope="session")
 def checkpoint():
     """checkpoint(arch, head) → Path of a tiny HF-format checkpoint."""
@@ -33,7 +56,7 @@ def pipelines():
     cache = {}
 
     def make(task, path, **kwargs):
-        key = (task, str(path), tuple(sorted(kwargs.items())))
+        key = (task, str(path), repr(sorted(kwargs.items())))
         if key not in cache:
             import transformers
 

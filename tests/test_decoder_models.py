@@ -11,6 +11,7 @@ import torch
 
 from fixtures.checkpoints import build
 from fixtures.inputs import left_padded
+from parity.archs import DECODER_ARCHS
 from parity.compare import assert_same
 
 LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -20,6 +21,15 @@ CASES = {
     "llama": ("llama", {}),
     "llama-llama3rope-bias-tied": ("llama", dict(rope_scaling=LLAMA3_ROPE, attention_bias=True, mlp_bias=True,
                                                  tie_word_embeddings=True, rope_theta=500000.0)),
+    "llama-rope-linear": ("llama", dict(rope_scaling={"rope_type": "linear", "factor": 2.0})),
+    # dynamic NTK only acts past max_position_embeddings: 16 here, shorter than the texts
+    "llama-rope-dynamic": ("llama", dict(rope_scaling={"rope_type": "dynamic", "factor": 2.0},
+                                         max_position_embeddings=16)),
+    "qwen2-rope-yarn": ("qwen2", dict(rope_scaling={"rope_type": "yarn", "factor": 4.0,
+                                                    "original_max_position_embeddings": 64})),
+    "llama-rope-yarn-beta": ("llama", dict(rope_scaling={"rope_type": "yarn", "factor": 2.0, "beta_fast": 16.0,
+                                                             "beta_slow": 2.0, "mscale": 1.2, "mscale_all_dim": 1.0, "truncate": False,
+                                                             "original_max_position_embeddings": 32})),
     "mistral-window8": ("mistral", {}),
     "qwen2-tied": ("qwen2", {}),
     # Qwen's sliding window: only with use_sliding_window, and only on layers listed as sliding
@@ -31,6 +41,12 @@ CASES = {
                                                         "long_factor": [2.0, 3.5]},
                                           original_max_position_embeddings=16, sliding_window=7)),
 }
+# every Llama-like decoder of the shared table has a row (GPT-2's own model tests are tests/test_generation_models.py)
+assert {arch for arch, _ in CASES.values()} == set(DECODER_ARCHS) - {"gpt2"}
+# Dynamic NTK scales the frequencies by the longest row seen in the forward, in transformers too: a row alone, or a
+# token decoded after a shorter prefill, sees other frequencies than the full padded batch. Compared with
+# transformers on the full forward, the padded batch and generate (which decodes as ours does).
+LENGTH_DEPENDENT = {"llama-rope-dynamic"}
 TOKENIZER_ARCHS = ["llama", "qwen2"]  # the two tokenizer kinds the fixtures build (SentencePiece-like, byte-level)
 TEXTS = ["Hugging Face is a company based in New York City and Paris. Its headquarters are in Manhattan.",
          "The quick brown fox jumps over the lazy dog.",
@@ -89,13 +105,13 @@ def test_left_padded_batch(case):
     expected = reference_logits(theirs, ids, mask)
     real = mask.bool()
     assert_same(got[real], expected[real])
-    for row, text in enumerate(TEXTS):  # batched == alone
+    for row, text in enumerate(TEXTS if case not in LENGTH_DEPENDENT else []):  # batched == alone
         alone = tokenizer(text, return_tensors="pt").input_ids
         with torch.inference_mode():
             assert_same(got[row][real[row]], ours(alone)[0])
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", [case for case in CASES if case not in LENGTH_DEPENDENT])
 def test_incremental_decoding_equals_full_forward(case):
     path, tokenizer, theirs, ours = models(case)
     ids, mask = left_padded(tokenizer, TEXTS)
@@ -144,7 +160,8 @@ def test_tokenizer(arch):
         (theirs.bos_token_id, theirs.eos_token_id, theirs.pad_token_id)
 
 
-@pytest.mark.parametrize("case", ["llama-llama3rope-bias-tied", "mistral-window8", "qwen2-sliding",
+@pytest.mark.parametrize("case", ["llama-llama3rope-bias-tied", "llama-rope-dynamic", "llama-rope-yarn-beta",
+                                  "mistral-window8", "qwen2-sliding",
                                   "qwen3-qknorm-headdim16", "phi3-longrope-window"])  # one per arch: generate is slow
 def test_greedy_generation(case):
     from inferline.generation.config import GenerationConfig

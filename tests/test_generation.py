@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import itertools
 
 import pytest
 import torch
@@ -14,8 +15,10 @@ import torch
 from fixtures.checkpoints import CORPUS, build
 
 PROMPTS = [line[:n] for line, n in zip(CORPUS[:8], (12, 30, 45, 20, 60, 8, 38, 25))]  # 8 different lengths
-# The tiny random model never emits its real EOS (id 0); these ids it does emit, so they end rows early.
-FREQUENT = [9, 349]
+# The tiny random model never emits its real EOS (id 0). "F0" / "F1" in a case stand for two tokens it does emit
+# early for some prompts and not for others (found from transformers' own greedy output, see frequent()): as EOS
+# they end rows early; as bad / suppressed words they change the output.
+FREQUENT = ["F0", "F1"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -42,11 +45,50 @@ def left_padded(texts) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
+@functools.lru_cache(maxsize=None)
+def frequent() -> tuple[int, int]:
+    """Two tokens in transformers' greedy continuation of PROMPTS[:3], each within the first 8 new tokens of some
+    prompts but not of all (so as EOS some rows end early and others go on)."""
+    _, theirs, _, _ = setup()
+    ids, mask = left_padded(PROMPTS[:3])
+    with torch.no_grad():
+        free = theirs.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False)[:, ids.shape[1]:]
+    rows = [row.tolist() for row in free]
+    ends = {}  # token → the rows it would end, and how early
+    for i, row in enumerate(rows):
+        for t in set(row):
+            ends.setdefault(t, []).append((i, row.index(t)))
+    # never the first token (a row would end at once), never in every row
+    candidates = sorted((t for t, hits in ends.items() if all(at > 0 for _, at in hits) and len(hits) < len(rows)),
+                        key=lambda t: (-len(ends[t]), min(at for _, at in ends[t]), t))
+    for first, second in itertools.combinations(candidates, 2):
+        if len({i for i, _ in ends[first] + ends[second]}) < len(rows):
+            return first, second
+    raise AssertionError(f"no two tokens end some rows early and not others: {rows}")
+
+
+def resolve(value):
+    """The case with "F0" / "F1" replaced by frequent()'s tokens."""
+    if isinstance(value, dict):
+        return {k: resolve(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v) for v in value]
+    return frequent()[int(value[1])] if value in ("F0", "F1") else value
+
+
+def finished_early(output: torch.Tensor, prompt_width: int, eos) -> bool:
+    """Some row holds an EOS before its last position: it really stopped before max_new_tokens."""
+    eos = torch.tensor(eos if isinstance(eos, list) else [eos])
+    new = output[:, prompt_width:-1]
+    return bool(torch.isin(new, eos).any())
+
+
 def both(texts, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """(transformers' output, ours) for the same left-padded prompts and generation kwargs."""
     from inferline.generation import GenerationConfig, generate
 
     _, theirs, ours, _ = setup()
+    kwargs = resolve(kwargs)
     ids, mask = left_padded(texts)
     with torch.no_grad():
         expected = theirs.generate(ids, attention_mask=mask, **kwargs)
@@ -63,17 +105,22 @@ def test_greedy_single_prompt_default_length():
 def test_greedy_batch_left_padded_equals_transformers_and_unbatched():
     from inferline.generation import GenerationConfig, generate
 
-    expected, got = both(PROMPTS, max_new_tokens=16, eos_token_id=FREQUENT)
+    eos = resolve(FREQUENT)
+    expected, got = both(PROMPTS, max_new_tokens=16, eos_token_id=eos)
     assert torch.equal(got, expected)
     _, _, ours, _ = setup()
     ids, mask = left_padded(PROMPTS)
-    config = GenerationConfig.for_model(ours).update(max_new_tokens=16, eos_token_id=FREQUENT)
+    assert finished_early(got, ids.shape[1], eos)
+    config = GenerationConfig.for_model(ours).update(max_new_tokens=16, eos_token_id=eos)
+    early = 0
     for row, (ids_row, mask_row) in enumerate(zip(ids, mask)):
         prompt = ids_row[mask_row.bool()][None]
         alone = generate(ours, prompt, None, config)[0]
         batched = got[row, ids.shape[1] - prompt.shape[1]:]
         assert torch.equal(batched[:len(alone)], alone)
-        assert (batched[len(alone):] == FREQUENT[0]).all()  # finished rows are padded with the first eos
+        assert (batched[len(alone):] == eos[0]).all()  # finished rows are padded with the first eos
+        early += len(alone) < len(batched)
+    assert 0 < early < len(PROMPTS)  # some rows stopped early, others ran to max_new_tokens
 
 
 # ----- processors and stopping (greedy), one table -----
@@ -82,21 +129,27 @@ PROCESSOR_CASES = {
     "repetition_penalty_below_1": dict(max_new_tokens=12, repetition_penalty=0.7),
     "no_repeat_ngram_2": dict(max_new_tokens=20, no_repeat_ngram_size=2),
     "no_repeat_ngram_1": dict(max_new_tokens=20, no_repeat_ngram_size=1),
-    "bad_words": dict(max_new_tokens=20, bad_words_ids=[[9], [349, 349], [0]]),
+    "bad_words": dict(max_new_tokens=20, bad_words_ids=[["F0"], ["F1", "F1"], [0]]),
     "min_new_tokens": dict(max_new_tokens=14, min_new_tokens=6, eos_token_id=FREQUENT),
-    "min_length": dict(max_new_tokens=14, min_length=30, eos_token_id=9),
+    "min_length": dict(max_new_tokens=14, min_length=30, eos_token_id="F0"),
     "eos_list": dict(max_new_tokens=20, eos_token_id=FREQUENT),
     "eos_with_pad": dict(max_new_tokens=20, eos_token_id=FREQUENT, pad_token_id=5),
     "forced_eos": dict(max_new_tokens=9, forced_eos_token_id=7),
-    "suppress_tokens": dict(max_new_tokens=10, suppress_tokens=[9, 440], begin_suppress_tokens=[539, 258]),
+    "suppress_tokens": dict(max_new_tokens=10, suppress_tokens=["F0", "F1"], begin_suppress_tokens=[539, 258]),
     "max_length": dict(max_length=40),
 }
 
 
 @pytest.mark.parametrize("case", PROCESSOR_CASES)
 def test_processors_greedy(case):
-    expected, got = both(PROMPTS[:3], **PROCESSOR_CASES[case])
+    kwargs = PROCESSOR_CASES[case]
+    expected, got = both(PROMPTS[:3], **kwargs)
     assert torch.equal(got, expected)
+    width = left_padded(PROMPTS[:3])[0].shape[1]
+    if case in ("eos_list", "eos_with_pad"):
+        assert finished_early(got, width, resolve(kwargs["eos_token_id"]))
+    if case == "min_new_tokens":  # the same eos ends rows early in "eos_list"; here not before 6 new tokens
+        assert not finished_early(got[:, :width + 6], width, resolve(kwargs["eos_token_id"]))
 
 
 def test_forced_bos_and_begin_suppress_on_a_one_token_prompt():
@@ -123,12 +176,16 @@ BEAM_CASES = {
     "beams3-ngram-reppen": dict(num_beams=3, no_repeat_ngram_size=2, repetition_penalty=1.3),
 }
 
+BEAMS_THAT_STOP = {"beams4-lp-neg-late", "beams3-eos-list"}  # a returned beam ends in eos before max_new_tokens
+
 
 @pytest.mark.parametrize("case", BEAM_CASES)
 def test_beam_search(case):
-    kwargs = {"max_new_tokens": 12, "eos_token_id": 9, "do_sample": False, **BEAM_CASES[case]}
+    kwargs = {"max_new_tokens": 12, "eos_token_id": "F0", "do_sample": False, **BEAM_CASES[case]}
     expected, got = both(PROMPTS[:2], **kwargs)
     assert torch.equal(got, expected)
+    if case in BEAMS_THAT_STOP:
+        assert finished_early(got, left_padded(PROMPTS[:2])[0].shape[1], resolve(kwargs["eos_token_id"]))
 
 
 # ----- stop strings -----
@@ -171,14 +228,14 @@ def test_sampling_is_reproducible(kwargs):
 
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(temperature=0.7, top_k=20, top_p=0.8, num_return_sequences=2),
-                                    dict(min_p=0.2), dict(num_beams=3, eos_token_id=9)], ids=str)
+                                    dict(min_p=0.2), dict(num_beams=3, eos_token_id="F0")], ids=str)
 def test_sampling_with_the_global_seed_equals_transformers(kwargs):
     """Same processors and warpers, same draws: with the global RNG seeded alike, even sampling agrees."""
     from inferline.generation import GenerationConfig, generate
 
     _, theirs, ours, _ = setup()
     ids, mask = left_padded(PROMPTS[:3])
-    kwargs = dict(do_sample=True, max_new_tokens=12, **kwargs)
+    kwargs = dict(do_sample=True, max_new_tokens=12, **resolve(kwargs))
     torch.manual_seed(3)
     with torch.no_grad():
         expected = theirs.generate(ids, attention_mask=mask, **kwargs)

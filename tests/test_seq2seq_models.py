@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from fixtures.checkpoints import CORPUS, build
+from parity.archs import SEQ2SEQ_ARCHS as ARCHS
 
-ARCHS = ["t5", "t5-gated", "bart", "mbart", "marian"]
 SOURCES = [CORPUS[0][:40], CORPUS[2], CORPUS[3][:12]]  # three lengths: the batch is right-padded
 TARGETS = ["Paris is the capital of France.", "The quick brown fox jumps"]
 TEXTS = ["Hello   world, Paris! <extra_id_0> héllo ﬁ café", "", "  leading and trailing  ",

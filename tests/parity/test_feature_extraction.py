@@ -79,18 +79,25 @@ def test_long_input_truncated_with_warning(pair, caplog):
 
 # ----- pooling and normalisation -----
 @pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
-def test_pooling_matches_manual(pair, pooling):
-    _, ours = pair
-    hidden = torch.tensor(ours(TEXTS[0])[0])  # (T, C)
-    expected = {"mean": hidden.mean(0), "cls": hidden[0], "max": hidden.max(0).values}[pooling]
-    assert_same(ours(TEXTS[0], pooling=pooling), expected.tolist())
-    assert_same(ours(TEXTS, pooling=pooling, batch_size=8), ours(TEXTS, pooling=pooling, batch_size=1))
-    normed = ours(TEXTS[0], pooling=pooling, normalize=True)
-    assert_same(normed, torch.nn.functional.normalize(expected, dim=0).tolist())
-    assert abs(float(np.linalg.norm(normed)) - 1.0) < 1e-5
+def test_pooling_equals_sentence_transformers(pair, pooling):
+    """pooling= is ours alone among pipelines; sentence-transformers' Pooling module is the reference."""
+    from sentence_transformers import SentenceTransformer, models
+
+    theirs, ours = pair
+    logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
+    word = models.Transformer(theirs.model.name_or_path)
+    reference = SentenceTransformer(modules=[word, models.Pooling(word.get_word_embedding_dimension(),
+                                                                  pooling_mode=pooling)], device="cpu")
+    for normalize in (False, True):
+        expected = reference.encode(TEXTS, batch_size=8, normalize_embeddings=normalize)
+        for batch_size in (1, 8):
+            got = np.array(ours(TEXTS, pooling=pooling, normalize=normalize, batch_size=batch_size))
+            np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+        assert_same(ours(TEXTS[0], pooling=pooling, normalize=normalize), expected[0].tolist())
+    assert abs(float(np.linalg.norm(ours(TEXTS[0], pooling=pooling, normalize=True))) - 1.0) < 1e-5
 
 
-def test_pooling_auto_without_sentence_transformers_files_is_mean(pair):
+def test_pooling_auto_without_sentence_transformers_files_is_mean_inferline_only(pair):
     _, ours = pair
     assert_same(ours(TEXTS[3], pooling="auto"), ours(TEXTS[3], pooling="mean"))
 

@@ -114,12 +114,23 @@ def test_context_without_the_answer(pair):
 
 
 def test_max_seq_len_capped_to_the_model(pair):
-    _, ours = pair
-    # transformers would pass 200 tokens to a 128-position model and crash; we cap to the model's limit.
+    theirs, ours = pair
+    # Deliberate: transformers passes windows longer than the model's positions to the model and crashes; we cap
+    # max_seq_len to the model's limit, which is what transformers answers when given that limit.
     limit = model_token_limit(ours)
-    context = LONG_CONTEXT * 2
+    context = " ".join([LONG_CONTEXT] * (limit // 64 + 1))
+    assert len(ours.tokenizer.encode(QUESTION, context)[0].ids) > limit
     assert_same(ours(question=QUESTION, context=context, max_seq_len=4 * limit, top_k=3),
-                ours(question=QUESTION, context=context, max_seq_len=limit, top_k=3))
+                theirs(question=QUESTION, context=context, max_seq_len=limit, top_k=3))
+
+
+@pytest.mark.parametrize("max_question_len", [2, 64])
+def test_max_question_len(pair, max_question_len):
+    """transformers' fast-tokenizer path accepts max_question_len and cuts nothing with it."""
+    theirs, ours = pair
+    kwargs = {"max_question_len": max_question_len, "top_k": 2}
+    assert_same(ours(question=QUESTION, context=CONTEXT, **kwargs), theirs(question=QUESTION, context=CONTEXT, **kwargs))
+    assert_same(ours(ITEMS[:3], **WINDOWS, **kwargs), theirs(ITEMS[:3], **WINDOWS, **kwargs))
 
 
 def test_short_context_returns_only_real_spans(pair):

@@ -11,9 +11,9 @@ from collections import Counter
 import pytest
 import torch
 
+from parity.archs import SEQ2SEQ_ARCHS
 from parity.compare import assert_same
 
-SEQ2SEQ_ARCHS = ["t5", "t5-gated", "bart", "mbart", "marian"]
 TEXTS = ["Paris is the capital of France.", "Hello world",
          "The quick brown fox jumps over the lazy dog near the river.", "It is",
          "Hugging Face is a company based in New York City and Paris."]
@@ -152,6 +152,20 @@ def test_summarization_lengths(checkpoint, pipelines, arch):
                 theirs([text, TEXTS[1]], max_new_tokens=5, return_tensors=True))
 
 
+@pytest.mark.parametrize("arch", ["bart", "t5"])
+def test_summarization_batched_and_generator(checkpoint, pipelines, arch):
+    theirs, ours = pipelines("summarization", checkpoint(arch, "seq2seq-lm"))
+    texts = [" ".join(TEXTS), TEXTS[1], TEXTS[2], " ".join(TEXTS[2:])]
+    eos = varied_eos(pipelines("text2text-generation", checkpoint(arch, "seq2seq-lm"))[0])  # rows end apart
+    for kwargs in ({"max_new_tokens": 6}, {"max_new_tokens": 6, "num_beams": 1, "eos_token_id": eos}):
+        expected = theirs(texts, **kwargs)
+        for batch_size in (1, 3):
+            assert_same(ours(texts, batch_size=batch_size, **kwargs), expected)
+        lazy = ours((t for t in texts), batch_size=3, **kwargs)
+        assert not isinstance(lazy, list)
+        assert_same([r[0] for r in lazy], expected)
+
+
 @pytest.mark.parametrize("construction", [{}, {"max_length": 9}], ids=["call", "construction"])
 def test_max_length_is_honoured(checkpoint, pipelines, construction):
     """Deliberate: documented, max_length bounds the output; transformers 4.57.6 overrides a given max_length with
@@ -239,6 +253,16 @@ def test_translation_marian(checkpoint, pipelines, task):
                     else [theirs(t, **kwargs)[0] for t in TEXTS])
 
 
+def test_translation_generator(checkpoint, pipelines):
+    theirs, ours = pipelines("translation_en_to_fr", checkpoint("marian", "seq2seq-lm"))
+    kwargs = {"max_new_tokens": 6}
+    expected = theirs(TEXTS, **kwargs)
+    for batch_size in (1, 4):
+        lazy = ours((t for t in TEXTS), batch_size=batch_size, **kwargs)
+        assert not isinstance(lazy, list)
+        assert_same([r[0] for r in lazy], expected)
+
+
 def test_translation_language_codes(checkpoint, pipelines):
     """mBART-50: inputs are marked with src_lang, and tgt_lang is forced as the first generated token."""
     theirs, ours = pipelines("translation", checkpoint("mbart-50", "seq2seq-lm"), src_lang="en_XX",
@@ -281,13 +305,22 @@ def test_truncation(checkpoint, pipelines):
                     theirs(long, max_new_tokens=4, num_beams=1, **kwargs))
 
 
-def test_input_longer_than_model(checkpoint, pipelines):
+def test_input_longer_than_model(checkpoint, pipelines, caplog):
     """Deliberate: BART has 128 positions here; transformers fails with an IndexError inside the model. We cut the
     input to what the model takes (with a warning), or raise a clear error with truncation=False."""
-    _, ours = pipelines("text2text-generation", checkpoint("bart", "seq2seq-lm"))
+    theirs, ours = pipelines("text2text-generation", checkpoint("bart", "seq2seq-lm"))
     long = " ".join(TEXTS * 10)
     assert len(ours.tokenizer.encode(long)[0].ids) > 128
-    assert ours(long, max_new_tokens=3, num_beams=1)[0]["generated_text"] is not None
+    kwargs = {"max_new_tokens": 3, "num_beams": 1}
+    with caplog.at_level(logging.WARNING, logger="inferline"):
+        result = ours(long, **kwargs)
+    assert "truncated" in caplog.text
+    saved = theirs.tokenizer.model_max_length
+    theirs.tokenizer.model_max_length = 128  # transformers, told to truncate to what the model takes
+    try:
+        assert_same(result, theirs(long, truncation=True, **kwargs))
+    finally:
+        theirs.tokenizer.model_max_length = saved
     with pytest.raises(ValueError, match="at most 128"):
         ours(long, max_new_tokens=3, truncation=False)
 
@@ -321,7 +354,7 @@ def test_bad_parameters(checkpoint, pipelines, kwargs, error, match):
 def test_needs_encoder_decoder(checkpoint):
     import inferline
 
-    with pytest.raises(Exception, match="seq2seq-lm|encoder-decoder"):
+    with pytest.raises(ValueError, match="needs one of: seq2seq-lm"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             inferline.pipeline("text2text-generation", model=str(checkpoint("bert", "masked-lm")), device="cpu")

@@ -55,3 +55,26 @@ def test_function_to_apply_default_accepted(pair):
     """transformers documents "default" but raises KeyError on it; we accept it (the documented behaviour)."""
     theirs, ours = pair
     assert_same(ours(TEXTS[0], function_to_apply="default"), theirs(TEXTS[0]))
+
+
+@pytest.mark.parametrize("kwargs", [{"truncation": True, "max_length": 6}, {"truncation": "longest_first", "max_length": 9},
+                                    {"truncation": True, "max_length": 6, "top_k": None}], ids=str)
+def test_truncation_and_max_length(pair, kwargs):
+    theirs, ours = pair
+    assert len(ours.tokenizer.encode(TEXTS[3])[0].ids) > kwargs["max_length"]  # the cut changes the input
+    assert_same(ours(TEXTS[3], **kwargs), theirs(TEXTS[3], **kwargs))
+    assert_same(ours(TEXTS, batch_size=4, **kwargs), theirs(TEXTS, **kwargs))
+    item = {"text": TEXTS[3], "text_pair": TEXTS[0]}
+    room = len(ours.tokenizer.encode(item["text"], item["text_pair"])[0].ids) - 4  # either side can give 4 tokens
+    for truncation in (kwargs["truncation"], "only_first", "only_second"):
+        call = {**kwargs, "truncation": truncation, "max_length": room}
+        assert_same(ours(item, **call), theirs(item, **call))
+
+
+@pytest.mark.xfail(strict=True, reason="the Rust tokenizer's bare Exception ('Sequence to truncate too short') escapes "
+                                       "processing/tokenizer.py; it should be a ValueError naming truncation/max_length")
+def test_truncating_the_wrong_side_is_a_clear_error(checkpoint, pipelines):
+    _, ours = pipelines("text-classification", checkpoint("bert", "sequence-classification"))
+    item = {"text": TEXTS[3], "text_pair": TEXTS[2]}  # the pair is one word: it cannot give up 10 tokens
+    with pytest.raises(ValueError, match="max_length"):
+        ours(item, truncation="only_second", max_length=10)

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from fixtures.checkpoints import CORPUS
+from parity.archs import DECODER_ARCHS as ARCHS
 from parity.compare import assert_plain_json, assert_same
 
-ARCHS = ["gpt2", "llama", "mistral", "qwen2", "qwen3", "phi3"]
 GREEDY = dict(do_sample=False, max_new_tokens=8)
 PROMPTS = [line[:n] for line, n in zip(CORPUS, (12, 30, 45, 20, 60, 8, 38, 25))]  # 8 different lengths
 OPTIONS = {
@@ -130,6 +130,46 @@ def test_stop_sequence(pair):
     stop = ours.tokenizer.decode(ours.tokenizer.encode(text, add_special_tokens=False)[0].ids[3:4])
     result = ours(PROMPTS[2], stop_sequence=stop, **GREEDY)
     assert_same(result, theirs(PROMPTS[2], stop_sequence=stop, **GREEDY))
+
+
+def stop_in(text: str) -> str:
+    """A visible ASCII character from the middle third of text (byte-fallback pieces decode to U+FFFD, which
+    transformers' stop strings, matched on token strings, never see)."""
+    middle = range(len(text) // 3, 2 * len(text) // 3 + 1)
+    return next(text[i] for i in middle if text[i].isascii() and text[i].isprintable() and not text[i].isspace())
+
+
+def test_stop_strings(pair):
+    theirs, ours = pair
+    greedy = {**GREEDY, "max_new_tokens": 12}
+    free = [r[0]["generated_text"] for r in theirs(PROMPTS[:3], return_full_text=False, **greedy)]
+    stops = [stop_in(text) for text in free]
+    # transformers' pipeline fails on stop_strings unless also given tokenizer= (its generate needs one); ours
+    # hands generate its own tokenizer.
+    given = {"tokenizer": theirs.tokenizer}
+    kwargs = {**greedy, "stop_strings": stops[0]}
+    result = ours(PROMPTS[0], **kwargs)
+    assert_same(result, theirs(PROMPTS[0], **kwargs, **given))
+    assert len(ours(PROMPTS[0], return_full_text=False, **kwargs)[0]["generated_text"]) < len(free[0])  # it stopped
+    kwargs["stop_strings"] = stops
+    expected = theirs(PROMPTS[:3], **kwargs, **given)
+    assert_same(ours(PROMPTS[:3], **kwargs), expected)
+    assert_same(ours(PROMPTS[:3], batch_size=3, **kwargs), expected)
+
+
+@pytest.mark.parametrize("kwargs", [dict(top_p=0.8), dict(min_p=0.15), dict(top_p=0.9, top_k=0, temperature=1.3)],
+                         ids=str)
+def test_sampling_parameters(pair, kwargs):
+    """top_p / min_p at pipeline level: with the global seed set alike, the same draws as transformers (one input:
+    transformers' DataLoader draws a seed from the RNG for a list)."""
+    theirs, ours = pair
+    call = dict(do_sample=True, max_new_tokens=8, **kwargs)
+    torch.manual_seed(0)
+    expected = theirs(PROMPTS[1], **call)
+    torch.manual_seed(0)
+    assert_same(ours(PROMPTS[1], **call), expected)
+    torch.manual_seed(0)
+    assert ours(PROMPTS[1], do_sample=True, max_new_tokens=8, top_k=0) != expected  # the filter changed the draws
 
 
 def test_empty_prompt_starts_from_bos(checkpoint, pipelines):
@@ -386,6 +426,20 @@ def test_conversational_round_trip(variant, pipelines):
     assert [c.generated_responses[-1] for c in replies] == [_reply(theirs, CHAT[1:]),
                                                             _reply(theirs, [{"role": "user", "content": "Hi"}])]
     assert isinstance(chatbot([CHAT[1:]]), list) and isinstance(chatbot(CHAT[1:]), Conversation)
+
+
+def test_conversational_generator(variant, pipelines):
+    import inferline
+    from inferline import Conversation
+
+    theirs, _ = pipelines("text-generation", variant("qwen2", "chat", with_template))
+    chatbot = inferline.pipeline("conversational", model=str(variant("qwen2", "chat", with_template)), device="cpu",
+                                 max_new_tokens=6)
+    chats = [CHAT[1:], [{"role": "user", "content": "Hi"}], CHAT]
+    for batch_size in (1, 2):
+        lazy = chatbot((Conversation(c) for c in chats), batch_size=batch_size)
+        assert not isinstance(lazy, (list, Conversation))
+        assert [c.generated_responses[-1] for c in lazy] == [_reply(theirs, c) for c in chats]
 
 
 def test_conversational_without_template_uses_the_legacy_format(checkpoint, pipelines):

@@ -106,17 +106,17 @@ def test_label_layouts(checkpoint, labels, caplog):
         assert_same(ours(TEXTS[:2], **kwargs), theirs(TEXTS[:2], **kwargs))
 
 
-def test_construction_time_parameters(checkpoint):
-    import inferline
-
+def test_construction_time_parameters(checkpoint, pipelines):
     path = checkpoint("bert", "sequence-classification", **NLI)
-    fixed = inferline.pipeline("zero-shot-classification", model=str(path), device="cpu", candidate_labels=LABELS,
-                               multi_label=True)
-    plain = inferline.pipeline("zero-shot-classification", model=str(path), device="cpu")
-    assert_same(fixed(TEXT), plain(TEXT, candidate_labels=LABELS, multi_label=True))
-    assert_same(fixed(TEXT, multi_label=False), plain(TEXT, candidate_labels=LABELS))  # call time wins
+    construction = dict(candidate_labels=LABELS, multi_label=True, hypothesis_template="It is about {}.")
+    theirs, fixed = pipelines("zero-shot-classification", path, **construction)
+    assert_same(fixed(TEXT), theirs(TEXT))
+    assert_same(fixed(TEXT, multi_label=False), theirs(TEXT, multi_label=False))  # call time wins
+    assert_same(fixed(TEXTS[:2], candidate_labels=["cinema"]), theirs(TEXTS[:2], candidate_labels=["cinema"]))
+    plain_theirs, plain = pipelines("zero-shot-classification", path)
     with pytest.warns(UserWarning, match="multi_class"):
-        assert_same(plain(TEXT, candidate_labels=LABELS, multi_class=True), fixed(TEXT))
+        assert_same(plain(TEXT, candidate_labels=LABELS, multi_class=True),
+                    plain_theirs(TEXT, candidate_labels=LABELS, multi_class=True))
 
 
 @pytest.fixture(scope="module")

@@ -46,8 +46,9 @@ def test_batched_equals_unbatched_in_input_order(classifier, batch_size):
 
 
 def _close(a, b):
+    assert len(a) == len(b), f"{len(a)} results != {len(b)}"
     for x, y in zip(a, b):
-        assert [d["label"] for d in x] == [d["label"] for d in y]
+        assert len(x) == len(y) and [d["label"] for d in x] == [d["label"] for d in y]
         assert all(abs(d["score"] - e["score"]) < 1e-5 for d, e in zip(x, y))
     return True
 
@@ -152,25 +153,83 @@ def test_unimplemented_task_says_so():
         inferline.pipeline("object-detection", model=".")  # fails before touching the model
 
 
-def test_import_is_lazy_and_never_imports_transformers(checkpoint):
+NLI = dict(id2label={0: "contradiction", 1: "neutral", 2: "entailment"},
+           label2id={"contradiction": 0, "neutral": 1, "entailment": 2})
+CHAT = [{"role": "user", "content": "Where is Paris?"}]
+TEMPLATE = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+
+
+def test_no_task_imports_transformers(checkpoint):
+    """Every implemented task, run in a fresh interpreter, leaves no transformers module in sys.modules."""
+    calls = [  # (task, checkpoint, inputs, call kwargs)
+        ("text-classification", checkpoint("bert", "sequence-classification"), ["hello", "a b"], {"batch_size": 2}),
+        ("token-classification", checkpoint("bert", "token-classification"), "Wolfgang lives in Berlin",
+         {"aggregation_strategy": "simple"}),
+        ("question-answering", checkpoint("bert", "question-answering"),
+         {"question": "Where?", "context": "Sarah lives in London."}, {}),
+        ("fill-mask", checkpoint("bert", "masked-lm"), "Paris is the [MASK] of France.", {}),
+        ("feature-extraction", checkpoint("bert", "base"), "hello", {"pooling": "mean"}),
+        ("zero-shot-classification", checkpoint("bert", "sequence-classification", **NLI), "I love it",
+         {"candidate_labels": ["cinema", "travel"]}),
+        ("text-generation", checkpoint("gpt2", "causal-lm"), ["Hello", "The quick brown fox"],
+         {"max_new_tokens": 3, "do_sample": False, "batch_size": 2}),
+        ("text-generation", checkpoint("qwen2", "causal-lm"), CHAT,
+         {"max_new_tokens": 3, "do_sample": False, "tokenizer_encode_kwargs": {"chat_template": TEMPLATE}}),
+        ("conversational", checkpoint("gpt2", "causal-lm"), CHAT, {"max_new_tokens": 3}),
+        ("text2text-generation", checkpoint("t5", "seq2seq-lm"), "Hello world", {"max_new_tokens": 3}),
+        ("summarization", checkpoint("bart", "seq2seq-lm"), ["Paris is the capital of France.", "Hello"],
+         {"max_new_tokens": 3, "batch_size": 2}),
+        ("translation_en_to_fr", checkpoint("marian", "seq2seq-lm"), "Hello world", {"max_new_tokens": 3}),
+    ]
+    implemented = {task for task, spec in inferline.SUPPORTED_TASKS.items() if spec.pipeline_class is not None}
+    assert implemented <= {task.split("_")[0] for task, *_ in calls}  # a new task adds a call here
     code = (
         "import sys, inferline\n"
         "assert 'torch' not in sys.modules, 'import inferline pulled in torch'\n"
-        f"p = inferline.pipeline('text-classification', model={str(checkpoint('bert', 'sequence-classification'))!r})\n"
-        "p('hello'); p(['a', 'b'], batch_size=2)\n"
-        "bad = [m for m in sys.modules if m == 'transformers' or m.startswith('transformers.')]\n"
-        "assert not bad, bad\n"
+        f"for task, path, inputs, kwargs in {[(t, str(p), i, k) for t, p, i, k in calls]!r}:\n"
+        "    result = inferline.pipeline(task, model=path, device='cpu')(inputs, **kwargs)\n"
+        "    assert result, task\n"
+        "    bad = [m for m in sys.modules if m == 'transformers' or m.startswith('transformers.')]\n"
+        "    assert not bad, (task, bad[:5])\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_library_source_never_imports_transformers():
-    import pathlib
+def transformers_imports(source: str) -> list[str]:
+    """Every way a module can name transformers: import / from-import (also `import os, transformers`), and any
+    string that is a transformers module path (importlib.import_module("transformers"), __import__, lazy tables)."""
+    import ast
     import re
 
+    module = re.compile(r"transformers(\.[\w.]+)?")
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if module.fullmatch(a.name)]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and module.fullmatch(node.module or ""):
+            found.append(node.module)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and module.fullmatch(node.value):
+            found.append(repr(node.value))
+    return found
+
+
+@pytest.mark.parametrize("source, found", [
+    ("import os, transformers", ["transformers"]),
+    ("from transformers.pipelines import pipeline", ["transformers.pipelines"]),
+    ("import importlib\nimportlib.import_module('transformers')", ["'transformers'"]),
+    ("__import__('transformers.models.bert')", ["'transformers.models.bert'"]),
+    ("def f():\n    import transformers as t", ["transformers"]),
+    ("from . import transformers_like\nx = 'transformers 4.57.6 does this'", []),
+])
+def test_the_import_scan_catches_every_form(source, found):
+    assert transformers_imports(source) == found
+
+
+def test_library_source_never_imports_transformers():
+    import pathlib
+
     root = pathlib.Path(inferline.__file__).parent
-    offenders = [str(p) for p in root.rglob("*.py")
-                 if re.search(r"^\s*(import|from)\s+transformers\b", p.read_text(), re.M)]
+    offenders = {str(p.relative_to(root)): hits for p in root.rglob("*.py") if (hits := transformers_imports(p.read_text()))}
     assert not offenders
 
 

@@ -544,14 +544,23 @@ def _llama3_scale(inv: torch.Tensor, s: dict) -> torch.Tensor:
 
 def _yarn(inv: torch.Tensor, dim: int, base: float, s: dict, original_max: int, device) -> tuple[torch.Tensor, float]:
     factor = s["factor"]
-    beta_fast, beta_slow = s.get("beta_fast", 32), s.get("beta_slow", 1)
-    mscale = s.get("attention_factor") or (0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0)
+    beta_fast, beta_slow = s.get("beta_fast") or 32, s.get("beta_slow") or 1
+
+    def get_mscale(m=1.0):
+        return 0.1 * m * math.log(factor) + 1.0 if factor > 1 else 1.0
+
+    mscale = s.get("attention_factor")
+    if mscale is None:  # DeepSeek-style mscale / mscale_all_dim, else the paper's factor
+        mscale = get_mscale(s["mscale"]) / get_mscale(s["mscale_all_dim"]) \
+            if s.get("mscale") and s.get("mscale_all_dim") else get_mscale()
 
     def correction_dim(rotations):
         return (dim * math.log(original_max / (rotations * 2 * math.pi))) / (2 * math.log(base))
 
-    low = max(math.floor(correction_dim(beta_fast)), 0)
-    high = min(math.ceil(correction_dim(beta_slow)), dim - 1)
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if s.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
     if low == high:
         high += 0.001
     ramp = ((torch.arange(dim // 2, dtype=torch.float32, device=device) - low) / (high - low)).clamp(0, 1)
