@@ -145,3 +145,29 @@ class CausalLMModel(_WithBackbone):
                 last_only: bool = False) -> torch.Tensor:
         hidden = self.backbone(input_ids, attention_mask, cache, position_ids)  # (B, T, C)
         return self.lm_head(hidden[:, -1:] if last_only else hidden)  # (B, T or 1, V)
+
+
+# ----- vision -----
+POOLS = {
+    "cls": lambda out: out.last_hidden_state[:, 0],  # (B, C)
+    "distillation": lambda out: out.last_hidden_state[:, 1],
+    "cls+mean": lambda out: torch.cat((out.last_hidden_state[:, 0], out.last_hidden_state[:, 1:].mean(1)), -1),
+    "pooler": lambda out: out.pooler_output,
+}
+
+
+class ImageClassificationModel(_WithBackbone):
+    """A vision backbone → pooled features → classifier; several classifiers (DeiT's cls + distillation) are
+    averaged. `classifiers`: module name → (module, pool), pool one of POOLS."""
+
+    def __init__(self, backbone: nn.Module, prefix: str, classifiers: dict[str, tuple[nn.Module, str]]):
+        super().__init__(backbone, prefix)
+        self.pools = {}
+        for name, (module, pool) in classifiers.items():
+            self.add_module(name, module)
+            self.pools[name] = POOLS[pool]
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        out = self.backbone(pixel_values)
+        logits = [getattr(self, name)(pool(out)) for name, pool in self.pools.items()]
+        return logits[0] if len(logits) == 1 else sum(logits) / len(logits)  # (B, num_labels)
