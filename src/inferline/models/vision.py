@@ -27,7 +27,11 @@ class PatchEmbeddings(nn.Module):
         self.projection = nn.Conv2d(num_channels, hidden_size, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.projection(pixel_values).flatten(2).transpose(1, 2)  # (B, N, C)
+        return self.flatten(self.projection(pixel_values))
+
+    @staticmethod
+    def flatten(grid: torch.Tensor) -> torch.Tensor:
+        return grid.flatten(2).transpose(1, 2)  # (B, C, h, w) → (B, h*w, C)
 
 
 def interpolate_positions(table: torch.Tensor, extra_tokens: int, grid_h: int, grid_w: int) -> torch.Tensor:
@@ -94,8 +98,8 @@ class AttentionWithOutput(nn.Module):
         self.attention = SelfAttention(hidden_size, num_heads, bias=qkv_bias)
         self.output = Dense(hidden_size, hidden_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output(self.attention(x, None))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.output(self.attention(x, mask))
 
 
 class LayerScale(nn.Module):
@@ -122,8 +126,8 @@ class PreNormBlock(nn.Module):
         self.layer_scale1 = LayerScale(hidden_size) if layer_scale else None
         self.layer_scale2 = LayerScale(hidden_size) if layer_scale else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.attention(self.layernorm_before(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        a = self.attention(self.layernorm_before(x), mask)
         x = x + (self.layer_scale1(a) if self.layer_scale1 is not None else a)
         m = self.output(self.intermediate(self.layernorm_after(x)))
         return x + (self.layer_scale2(m) if self.layer_scale2 is not None else m)
@@ -134,9 +138,9 @@ class PreNormEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(PreNormBlock(*block_args, **block_kwargs) for _ in range(num_layers))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         for layer in self.layer:
-            x = layer(x)
+            x = layer(x, mask)  # mask: additive (B, 1, T|1, T) or None
         return x
 
 
@@ -160,3 +164,14 @@ class ChannelsFirstLayerNorm(nn.LayerNorm):
 
 
 VISION_INPUTS = ("pixel_values",)
+
+# CLIP-style checkpoints (CLIP, SigLIP, OWL-ViT) name the pre-norm block's parts differently.
+_LAYER = r"(encoder\.)layers\.(\d+)\."
+CLIP_BLOCK_RENAMES = [(_LAYER + r"self_attn\.q_proj\.", r"\1layer.\2.attention.attention.query."),
+                      (_LAYER + r"self_attn\.k_proj\.", r"\1layer.\2.attention.attention.key."),
+                      (_LAYER + r"self_attn\.v_proj\.", r"\1layer.\2.attention.attention.value."),
+                      (_LAYER + r"self_attn\.out_proj\.", r"\1layer.\2.attention.output.dense."),
+                      (_LAYER + r"layer_norm1\.", r"\1layer.\2.layernorm_before."),
+                      (_LAYER + r"layer_norm2\.", r"\1layer.\2.layernorm_after."),
+                      (_LAYER + r"mlp\.fc1\.", r"\1layer.\2.intermediate.dense."),
+                      (_LAYER + r"mlp\.fc2\.", r"\1layer.\2.output.dense.")]
