@@ -313,8 +313,8 @@ class ImageProcessor:
             image = image.convert("RGB")
         if self.do_resize:
             image = self._resize(image)
-        pixels = torch.from_numpy(np.asarray(image).copy())  # (H, W[, C]) uint8
-        pixels = (pixels[:, :, None] if pixels.dim() == 2 else pixels).permute(2, 0, 1)  # (C, H, W)
+        pixels = np.asarray(image)  # (H, W[, C]) uint8
+        pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
         if self.do_resize and self.crop_pct is not None and set(self.size) == {"shortest_edge"} \
                 and self.size["shortest_edge"] < 384:  # ConvNeXt's resize ends with a square crop
             pixels = center_crop(pixels, self.size["shortest_edge"], self.size["shortest_edge"])
@@ -344,7 +344,7 @@ class ImageProcessor:
         if len(shapes) > 1:
             raise ValueError(f"Images of different processed sizes {sorted(shapes)} cannot be stacked without "
                              f"padding; process them one by one.")
-        return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+        return {key: torch.from_numpy(np.stack([item[key].numpy() for item in items])) for key in items[0]}
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) the resize step gives an image of this size."""
@@ -373,16 +373,19 @@ class ImageProcessor:
                              f"{self.size}) would be {width}x{height} pixels: its aspect ratio is too extreme.")
         return image.resize((width, height), resample=self.resample)
 
-    def _rescale_normalize(self, pixels: torch.Tensor) -> torch.Tensor:
-        channels = pixels.shape[0]
+    def _rescale_normalize(self, pixels: np.ndarray) -> torch.Tensor:
+        channels = pixels.shape[-1]
         scale = torch.full((channels,), self.rescale_factor if self.do_rescale else 1.0, dtype=torch.float64)
         shift = torch.zeros(channels, dtype=torch.float64)
         if self.do_normalize:
             mean, std = (torch.tensor(_match(v, channels, n), dtype=torch.float64)
                          for v, n in ((self.image_mean, "image_mean"), (self.image_std, "image_std")))
             scale, shift = scale / std, -mean / std
-        out = pixels.to(torch.float32)
-        return out.mul_(scale.float()[:, None, None]).add_(shift.float()[:, None, None])  # (C, H, W)
+        # numpy, single-threaded: for one image torch's thread pool costs more than the arithmetic
+        out = np.ascontiguousarray(pixels.transpose(2, 0, 1)).astype(np.float32)  # (C, H, W), moved as uint8
+        out *= scale.float().numpy()[:, None, None]
+        out += shift.float().numpy()[:, None, None]
+        return torch.from_numpy(out)
 
 
 def _channels(value) -> list:
@@ -438,18 +441,18 @@ def _dpt_size(height: int, width: int, out_h: int, out_w: int, keep_aspect: bool
     return constrain(scale_h * height), constrain(scale_w * width)
 
 
-def center_crop(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(C, H, W) → (C, height, width) around the centre; zero-padded where the image is smaller (as transformers)."""
-    _, H, W = pixels.shape
+def center_crop(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W, C) → (height, width, C) around the centre; zero-padded where the image is smaller (as transformers)."""
+    H, W = pixels.shape[:2]
     top, left = (H - height) // 2, (W - width) // 2
     if top >= 0 and left >= 0:
-        return pixels[:, top: top + height, left: left + width]
+        return pixels[top: top + height, left: left + width]
     new_h, new_w = max(height, H), max(width, W)
-    padded = pixels.new_zeros((pixels.shape[0], new_h, new_w))
+    padded = np.zeros((new_h, new_w, pixels.shape[2]), dtype=pixels.dtype)
     pad_top, pad_left = math.ceil((new_h - H) / 2), math.ceil((new_w - W) / 2)
-    padded[:, pad_top: pad_top + H, pad_left: pad_left + W] = pixels
+    padded[pad_top: pad_top + H, pad_left: pad_left + W] = pixels
     top, left = top + pad_top, left + pad_left
-    return padded[:, max(0, top): min(new_h, top + height), max(0, left): min(new_w, left + width)]
+    return padded[max(0, top): min(new_h, top + height), max(0, left): min(new_w, left + width)]
 
 
 def _pad_to_multiple(values: torch.Tensor, divisor: int) -> torch.Tensor:
