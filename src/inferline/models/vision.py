@@ -175,3 +175,22 @@ CLIP_BLOCK_RENAMES = [(_LAYER + r"self_attn\.q_proj\.", r"\1layer.\2.attention.a
                       (_LAYER + r"layer_norm2\.", r"\1layer.\2.layernorm_after."),
                       (_LAYER + r"mlp\.fc1\.", r"\1layer.\2.intermediate.dense."),
                       (_LAYER + r"mlp\.fc2\.", r"\1layer.\2.output.dense.")]
+
+
+class MLPPredictionHead(nn.Module):
+    """`layers.0..n-1` linears with ReLU between (DETR's and YOLOS's class and box heads)."""
+
+    def __init__(self, in_size: int, hidden_size: int, out_size: int, num_layers: int):
+        super().__init__()
+        sizes = [in_size] + [hidden_size] * (num_layers - 1)
+        self.layers = nn.ModuleList(Linear(a, b) for a, b in zip(sizes, sizes[1:] + [out_size]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
+        return x
+
+
+class Detections(NamedTuple):
+    logits: torch.Tensor  # (B, Q, num_labels + 1): the last class is "no object"
+    pred_boxes: torch.Tensor  # (B, Q, 4) as (cx, cy, w, h) relative to the image
