@@ -40,7 +40,8 @@ CONFIGS = [{"image_processor_type": name} for name in PROCESSOR_DEFAULTS] + [
     {"image_processor_type": "ViTImageProcessor", "size": {"height": 30, "width": 20}, "resample": 0},
     {"image_processor_type": "ViTImageProcessor", "resample": 1, "do_normalize": False, "size": 28},
     {"image_processor_type": "SiglipImageProcessor", "do_rescale": False, "size": {"height": 16, "width": 16}},
-    {"image_processor_type": "BitImageProcessor", "size": {"shortest_edge": 30}, "crop_size": {"height": 40, "width": 44}},
+    {"image_processor_type": "BitImageProcessor", "size": {"shortest_edge": 30},
+     "crop_size": {"height": 40, "width": 44}},
 ]
 
 

@@ -22,7 +22,8 @@ def pair(request, pipelines):
 @pytest.mark.parametrize("kwargs", [{}, {"hypothesis_template": "A picture of {}"}], ids=str)
 def test_single_and_list(pair, kwargs):
     theirs, ours = pair
-    assert_same(ours(IMAGES[0], candidate_labels=LABELS, **kwargs), theirs(IMAGES[0], candidate_labels=LABELS, **kwargs))
+    assert_same(ours(IMAGES[0], candidate_labels=LABELS, **kwargs),
+                theirs(IMAGES[0], candidate_labels=LABELS, **kwargs))
     result = ours(IMAGES[:3], candidate_labels=LABELS[:2], **kwargs)
     assert_same(result, theirs(IMAGES[:3], candidate_labels=LABELS[:2], **kwargs))
     assert_plain_json(result)

@@ -27,7 +27,7 @@ MODEL_TYPES = {
     "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "phi3": "phi3",
     "gpt2": "gpt2",
     "vit": "vit", "deit": "vit", "dinov2": "dinov2", "convnext": "convnext", "resnet": "resnet",
-    "clip": "clip", "siglip": "clip", "yolos": "yolos",
+    "clip": "clip", "siglip": "clip", "yolos": "yolos", "detr": "detr",
 }
 
 

@@ -34,10 +34,11 @@ class ResNetConfig(ModelConfig):
 class ConvLayer(nn.Module):
     """convolution (no bias) → BatchNorm → activation (none for a residual branch's last conv)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, act: str | None = "relu"):
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, act: str | None = "relu",
+                 norm=nn.BatchNorm2d):
         super().__init__()
         self.convolution = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False)
-        self.normalization = nn.BatchNorm2d(out_ch)
+        self.normalization = norm(out_ch)
         self.act = activation(act) if act else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,10 +47,10 @@ class ConvLayer(nn.Module):
 
 
 class ShortCut(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, stride: int):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, norm=nn.BatchNorm2d):
         super().__init__()
         self.convolution = nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
-        self.normalization = nn.BatchNorm2d(out_ch)
+        self.normalization = norm(out_ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.normalization(self.convolution(x))
@@ -58,17 +59,19 @@ class ShortCut(nn.Module):
 class ResidualLayer(nn.Module):
     """act(layer(x) + shortcut(x)); `layer` is 1x1-3x3-1x1 (bottleneck, /4 channels inside) or 3x3-3x3 (basic)."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, act: str, bottleneck: bool, downsample_first: bool):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, act: str, bottleneck: bool, downsample_first: bool,
+                 norm=nn.BatchNorm2d):
         super().__init__()
         needs_shortcut = in_ch != out_ch or stride != 1
-        self.shortcut = ShortCut(in_ch, out_ch, stride) if needs_shortcut else nn.Identity()
+        self.shortcut = ShortCut(in_ch, out_ch, stride, norm) if needs_shortcut else nn.Identity()
         if bottleneck:
             mid = out_ch // 4
-            self.layer = nn.Sequential(ConvLayer(in_ch, mid, 1, stride if downsample_first else 1, act),
-                                       ConvLayer(mid, mid, 3, 1 if downsample_first else stride, act),
-                                       ConvLayer(mid, out_ch, 1, act=None))
+            self.layer = nn.Sequential(ConvLayer(in_ch, mid, 1, stride if downsample_first else 1, act, norm),
+                                       ConvLayer(mid, mid, 3, 1 if downsample_first else stride, act, norm),
+                                       ConvLayer(mid, out_ch, 1, 1, None, norm))
         else:
-            self.layer = nn.Sequential(ConvLayer(in_ch, out_ch, 3, stride, act), ConvLayer(out_ch, out_ch, act=None))
+            self.layer = nn.Sequential(ConvLayer(in_ch, out_ch, 3, stride, act, norm),
+                                       ConvLayer(out_ch, out_ch, 3, 1, None, norm))
         self.act = activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,21 +79,21 @@ class ResidualLayer(nn.Module):
 
 
 class Stage(nn.Module):
-    def __init__(self, c: ResNetConfig, in_ch: int, out_ch: int, stride: int, depth: int):
+    def __init__(self, c: ResNetConfig, in_ch: int, out_ch: int, stride: int, depth: int, norm=nn.BatchNorm2d):
         super().__init__()
         bottleneck = c.layer_type == "bottleneck"
         self.layers = nn.Sequential(*[
             ResidualLayer(in_ch if i == 0 else out_ch, out_ch, stride if i == 0 else 1, c.hidden_act, bottleneck,
-                          c.downsample_in_bottleneck) for i in range(depth)])
+                          c.downsample_in_bottleneck, norm) for i in range(depth)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
 
 class Embedder(nn.Module):
-    def __init__(self, c: ResNetConfig):
+    def __init__(self, c: ResNetConfig, norm=nn.BatchNorm2d):
         super().__init__()
-        self.embedder = ConvLayer(c.num_channels, c.embedding_size, 7, 2, c.hidden_act)
+        self.embedder = ConvLayer(c.num_channels, c.embedding_size, 7, 2, c.hidden_act, norm)
         self.pooler = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,11 +101,12 @@ class Embedder(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, c: ResNetConfig):
+    def __init__(self, c: ResNetConfig, norm=nn.BatchNorm2d):
         super().__init__()
         ins = [c.embedding_size, *c.hidden_sizes[:-1]]
         strides = [2 if c.downsample_in_first_stage else 1] + [2] * (len(c.depths) - 1)
-        self.stages = nn.ModuleList(Stage(c, i, o, s, d) for i, o, s, d in zip(ins, c.hidden_sizes, strides, c.depths))
+        self.stages = nn.ModuleList(Stage(c, i, o, s, d, norm)
+                                    for i, o, s, d in zip(ins, c.hidden_sizes, strides, c.depths))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for stage in self.stages:
@@ -111,10 +115,12 @@ class Encoder(nn.Module):
 
 
 class ResNetModel(nn.Module):
-    def __init__(self, c: ResNetConfig):
+    """`norm`: BatchNorm2d, or vision.FrozenBatchNorm2d where a backbone's checkpoint stores no counters (DETR)."""
+
+    def __init__(self, c: ResNetConfig, norm=nn.BatchNorm2d):
         super().__init__()
-        self.embedder = Embedder(c)
-        self.encoder = Encoder(c)
+        self.embedder = Embedder(c, norm)
+        self.encoder = Encoder(c, norm)
 
     def forward(self, pixel_values: torch.Tensor) -> VisionOutput:
         hidden = self.encoder(self.embedder(pixel_values.to(self.embedder.embedder.convolution.weight.dtype)))

@@ -40,7 +40,8 @@ class ImageClassificationPipeline(ImagePipelineMixin, Pipeline):
         if function_to_apply is not None:
             name = str(getattr(function_to_apply, "value", function_to_apply)).lower()
             if name not in FUNCTIONS:
-                raise ValueError(f"`function_to_apply` must be one of {', '.join(FUNCTIONS)}; got {function_to_apply!r}.")
+                raise ValueError(f"`function_to_apply` must be one of {', '.join(FUNCTIONS)}; "
+                                 f"got {function_to_apply!r}.")
             post["function_to_apply"] = name
         return ({"timeout": timeout} if timeout is not None else {}), {}, post
 
