@@ -149,7 +149,7 @@ def test_every_transformers_task_is_registered():
 
 def test_unimplemented_task_says_so():
     with pytest.raises(NotImplementedError, match="not implemented yet"):
-        inferline.pipeline("object-detection", model=".")  # fails before touching the model
+        inferline.pipeline("image-to-image", model=".")  # fails before touching the model
 
 
 def test_import_is_lazy_and_never_imports_transformers(checkpoint):

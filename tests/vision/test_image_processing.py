@@ -117,7 +117,7 @@ def test_load_image_input_forms(tmp_path):
     image.save(path)
     png = path.read_bytes()
     data_uri = "data:image/png;base64," + base64.b64encode(png).decode()
-    pixels = np.asarray(image)
+    pixels = np.array(image)  # writable, so torch.from_numpy does not warn
     forms = [image, str(path), path, png, bytearray(png), data_uri, base64.b64encode(png).decode(), pixels,
              np.moveaxis(pixels, -1, 0), torch.from_numpy(pixels), torch.from_numpy(pixels).permute(2, 0, 1),
              pixels.astype(np.float32) / 255.0 + 0.0001 * 0]

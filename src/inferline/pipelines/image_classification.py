@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from .base import Pipeline
-from .text_classification import apply_function
+from .text_classification import apply_function, check_function
 from .vision import ImagePipelineMixin
 
 FUNCTIONS = ("sigmoid", "softmax", "none")
@@ -38,11 +38,7 @@ class ImageClassificationPipeline(ImagePipelineMixin, Pipeline):
                 raise ValueError(f"`top_k` must be a positive integer; got {top_k!r}.")
             post["top_k"] = top_k
         if function_to_apply is not None:
-            name = str(getattr(function_to_apply, "value", function_to_apply)).lower()
-            if name not in FUNCTIONS:
-                raise ValueError(f"`function_to_apply` must be one of {', '.join(FUNCTIONS)}; "
-                                 f"got {function_to_apply!r}.")
-            post["function_to_apply"] = name
+            post["function_to_apply"] = check_function(function_to_apply, FUNCTIONS)
         return ({"timeout": timeout} if timeout is not None else {}), {}, post
 
     def preprocess(self, image, timeout=None):
