@@ -111,6 +111,17 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
     elif tokenizer is None and folder is not None and getattr(cls, "needs_tokenizer", True):
         tokenizer = _load_tokenizer(folder)
 
+    if isinstance(image_processor, (str, os.PathLike)):
+        from .processing.image import ImageProcessor
+
+        image_processor = ImageProcessor.from_pretrained(hub.resolve(image_processor, revision=revision, token=token,
+                                                                     local_files_only=local_files_only))
+    if folder is not None:
+        from .processing.loading import load_processors
+
+        found = load_processors(folder, (raw_config or {}).get("model_type"))
+        image_processor = image_processor if image_processor is not None else found.get("image_processor")
+
     if options is not None:
         kwargs.setdefault("src_lang", options[0])
         kwargs.setdefault("tgt_lang", options[1])

@@ -150,7 +150,7 @@ def test_every_transformers_task_is_registered():
 
 def test_unimplemented_task_says_so():
     with pytest.raises(NotImplementedError, match="not implemented yet"):
-        inferline.pipeline("object-detection", model=".")  # fails before touching the model
+        inferline.pipeline("image-to-image", model=".")  # fails before touching the model
 
 
 NLI = dict(id2label={0: "contradiction", 1: "neutral", 2: "entailment"},

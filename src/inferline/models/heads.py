@@ -154,3 +154,29 @@ def decoder_head(head: str, backbone: nn.Module, prefix: str, hidden_size: int, 
     if head == "causal-lm":
         return CausalLMModel(backbone, prefix, hidden_size, vocab_size)
     raise ValueError(f"Unknown head {head!r}; decoder heads: base, causal-lm.")
+
+
+# ----- vision -----
+POOLS = {
+    "cls": lambda out: out.last_hidden_state[:, 0],  # (B, C)
+    "distillation": lambda out: out.last_hidden_state[:, 1],
+    "cls+mean": lambda out: torch.cat((out.last_hidden_state[:, 0], out.last_hidden_state[:, 1:].mean(1)), -1),
+    "pooler": lambda out: out.pooler_output,
+}
+
+
+class ImageClassificationModel(_WithBackbone):
+    """A vision backbone → pooled features → classifier; several classifiers (DeiT's cls + distillation) are
+    averaged. `classifiers`: module name → (module, pool), pool one of POOLS."""
+
+    def __init__(self, backbone: nn.Module, prefix: str, classifiers: dict[str, tuple[nn.Module, str]]):
+        super().__init__(backbone, prefix)
+        self.pools = {}
+        for name, (module, pool) in classifiers.items():
+            self.add_module(name, module)
+            self.pools[name] = POOLS[pool]
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        out = self.backbone(pixel_values)
+        logits = [getattr(self, name)(pool(out)) for name, pool in self.pools.items()]
+        return logits[0] if len(logits) == 1 else sum(logits) / len(logits)  # (B, num_labels)

@@ -26,6 +26,8 @@ MODEL_TYPES = {
     "bart": "bart", "mbart": "bart", "marian": "bart",
     "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "phi3": "phi3",
     "gpt2": "gpt2",
+    "vit": "vit", "deit": "vit", "dinov2": "dinov2", "convnext": "convnext", "resnet": "resnet",
+    "clip": "clip", "siglip": "clip", "yolos": "yolos", "detr": "detr",
 }
 
 

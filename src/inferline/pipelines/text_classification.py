@@ -26,6 +26,14 @@ def apply_function(logits: torch.Tensor, function: str) -> torch.Tensor:
     return logits
 
 
+def check_function(function_to_apply, accepted: tuple[str, ...]) -> str:
+    """A function_to_apply name (or enum) → its lower-case name, or a ValueError listing the accepted ones."""
+    name = str(getattr(function_to_apply, "value", function_to_apply)).lower()
+    if name not in accepted:
+        raise ValueError(f"`function_to_apply` must be one of {', '.join(accepted)}; got {function_to_apply!r}.")
+    return name
+
+
 def default_function(config) -> str:
     """transformers' choice when function_to_apply is not given: regression → none,
     multi-label or a single label → sigmoid, otherwise softmax."""
@@ -67,11 +75,7 @@ class TextClassificationPipeline(Pipeline):
                           "or top_k=1 instead of return_all_scores=False.", UserWarning, stacklevel=3)
             postprocess["top_k"] = None if return_all_scores else 1
         if function_to_apply is not None:
-            name = str(getattr(function_to_apply, "value", function_to_apply)).lower()
-            if name not in FUNCTIONS:
-                raise ValueError(f"`function_to_apply` must be one of {', '.join(FUNCTIONS)}; "
-                                 f"got {function_to_apply!r}.")
-            postprocess["function_to_apply"] = name
+            postprocess["function_to_apply"] = check_function(function_to_apply, FUNCTIONS)
         return preprocess, {}, postprocess
 
     def preprocess(self, inputs, truncation=None, max_length=None):

@@ -1,0 +1,139 @@
+"""ResNet (transformers 4.57.6 ResNetModel / ResNetForImageClassification): a conv-BN-ReLU stem with
+max-pool, stages of bottleneck (or basic) residual layers, global average pooling.
+
+Inference uses BatchNorm's running statistics; the counters `num_batches_tracked` load but are unused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .heads import ImageClassificationModel
+from .kernels import FastLinear as Linear
+from .layers import activation
+from .registry import Family
+from .vision import VISION_INPUTS, VisionOutput
+from .weights import WeightMap
+
+
+@dataclass
+class ResNetConfig(ModelConfig):
+    num_channels: int = 3
+    embedding_size: int = 64
+    hidden_sizes: list = field(default_factory=lambda: [256, 512, 1024, 2048])
+    depths: list = field(default_factory=lambda: [3, 4, 6, 3])
+    layer_type: str = "bottleneck"
+    hidden_act: str = "relu"
+    downsample_in_first_stage: bool = False
+    downsample_in_bottleneck: bool = False
+
+
+class ConvLayer(nn.Module):
+    """convolution (no bias) → BatchNorm → activation (none for a residual branch's last conv)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, act: str | None = "relu",
+                 norm=nn.BatchNorm2d):
+        super().__init__()
+        self.convolution = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False)
+        self.normalization = norm(out_ch)
+        self.act = activation(act) if act else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.normalization(self.convolution(x))
+        return self.act(x) if self.act is not None else x
+
+
+class ShortCut(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, norm=nn.BatchNorm2d):
+        super().__init__()
+        self.convolution = nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+        self.normalization = norm(out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalization(self.convolution(x))
+
+
+class ResidualLayer(nn.Module):
+    """act(layer(x) + shortcut(x)); `layer` is 1x1-3x3-1x1 (bottleneck, /4 channels inside) or 3x3-3x3 (basic)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, act: str, bottleneck: bool, downsample_first: bool,
+                 norm=nn.BatchNorm2d):
+        super().__init__()
+        needs_shortcut = in_ch != out_ch or stride != 1
+        self.shortcut = ShortCut(in_ch, out_ch, stride, norm) if needs_shortcut else nn.Identity()
+        if bottleneck:
+            mid = out_ch // 4
+            self.layer = nn.Sequential(ConvLayer(in_ch, mid, 1, stride if downsample_first else 1, act, norm),
+                                       ConvLayer(mid, mid, 3, 1 if downsample_first else stride, act, norm),
+                                       ConvLayer(mid, out_ch, 1, 1, None, norm))
+        else:
+            self.layer = nn.Sequential(ConvLayer(in_ch, out_ch, 3, stride, act, norm),
+                                       ConvLayer(out_ch, out_ch, 3, 1, None, norm))
+        self.act = activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.layer(x) + self.shortcut(x))
+
+
+class Stage(nn.Module):
+    def __init__(self, c: ResNetConfig, in_ch: int, out_ch: int, stride: int, depth: int, norm=nn.BatchNorm2d):
+        super().__init__()
+        bottleneck = c.layer_type == "bottleneck"
+        self.layers = nn.Sequential(*[
+            ResidualLayer(in_ch if i == 0 else out_ch, out_ch, stride if i == 0 else 1, c.hidden_act, bottleneck,
+                          c.downsample_in_bottleneck, norm) for i in range(depth)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class Embedder(nn.Module):
+    def __init__(self, c: ResNetConfig, norm=nn.BatchNorm2d):
+        super().__init__()
+        self.embedder = ConvLayer(c.num_channels, c.embedding_size, 7, 2, c.hidden_act, norm)
+        self.pooler = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pooler(self.embedder(x))
+
+
+class Encoder(nn.Module):
+    def __init__(self, c: ResNetConfig, norm=nn.BatchNorm2d):
+        super().__init__()
+        ins = [c.embedding_size, *c.hidden_sizes[:-1]]
+        strides = [2 if c.downsample_in_first_stage else 1] + [2] * (len(c.depths) - 1)
+        self.stages = nn.ModuleList(Stage(c, i, o, s, d, norm)
+                                    for i, o, s, d in zip(ins, c.hidden_sizes, strides, c.depths))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+class ResNetModel(nn.Module):
+    """`norm`: BatchNorm2d, or vision.FrozenBatchNorm2d where a backbone's checkpoint stores no counters (DETR)."""
+
+    def __init__(self, c: ResNetConfig, norm=nn.BatchNorm2d):
+        super().__init__()
+        self.embedder = Embedder(c, norm)
+        self.encoder = Encoder(c, norm)
+
+    def forward(self, pixel_values: torch.Tensor) -> VisionOutput:
+        hidden = self.encoder(self.embedder(pixel_values.to(self.embedder.embedder.convolution.weight.dtype)))
+        return VisionOutput(hidden, hidden.mean((2, 3), keepdim=True))  # (B, C, H, W), (B, C, 1, 1)
+
+
+def build(c: ResNetConfig, head: str) -> nn.Module:
+    if head == "base":
+        return ResNetModel(c)
+    classifier = nn.Sequential(nn.Flatten(), Linear(c.hidden_sizes[-1], c.num_labels))
+    return ImageClassificationModel(ResNetModel(c), "resnet", {"classifier": (classifier, "pooler")})
+
+
+FAMILY = Family("resnet", ResNetConfig, ("base", "image-classification"), build, lambda c, head: WeightMap(),
+                lambda c: "resnet", input_names=VISION_INPUTS, max_tokens=lambda c: None)
