@@ -159,8 +159,14 @@ CHAT = [{"role": "user", "content": "Where is Paris?"}]
 TEMPLATE = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
 
 
-def test_no_task_imports_transformers(checkpoint):
+def test_no_task_imports_transformers(checkpoint, tmp_path):
     """Every implemented task, run in a fresh interpreter, leaves no transformers module in sys.modules."""
+    from PIL import Image
+
+    from fixtures.vision_checkpoints import build_vision
+
+    image = str(tmp_path / "image.png")
+    Image.new("RGB", (40, 30), (200, 30, 90)).save(image)
     calls = [  # (task, checkpoint, inputs, call kwargs)
         ("text-classification", checkpoint("bert", "sequence-classification"), ["hello", "a b"], {"batch_size": 2}),
         ("token-classification", checkpoint("bert", "token-classification"), "Wolfgang lives in Berlin",
@@ -180,6 +186,11 @@ def test_no_task_imports_transformers(checkpoint):
         ("summarization", checkpoint("bart", "seq2seq-lm"), ["Paris is the capital of France.", "Hello"],
          {"max_new_tokens": 3, "batch_size": 2}),
         ("translation_en_to_fr", checkpoint("marian", "seq2seq-lm"), "Hello world", {"max_new_tokens": 3}),
+        ("image-classification", build_vision("vit", "image-classification"), [image, image], {"batch_size": 2}),
+        ("image-feature-extraction", build_vision("vit", "base"), image, {}),
+        ("zero-shot-image-classification", build_vision("clip", "zero-shot-image-classification"), image,
+         {"candidate_labels": ["cat", "dog"]}),
+        ("object-detection", build_vision("detr", "object-detection"), image, {"threshold": 0.0}),
     ]
     implemented = {task for task, spec in inferline.SUPPORTED_TASKS.items() if spec.pipeline_class is not None}
     assert implemented <= {task.split("_")[0] for task, *_ in calls}  # a new task adds a call here
