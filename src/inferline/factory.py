@@ -100,6 +100,12 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
     elif tokenizer is None and folder is not None and getattr(cls, "needs_tokenizer", True):
         tokenizer = _load_tokenizer(folder)
 
+    if isinstance(feature_extractor, (str, os.PathLike)):
+        feature_extractor = _load_processors(hub.resolve(feature_extractor, revision=revision, token=token,
+                                                         local_files_only=local_files_only)).get("feature_extractor")
+    found = _load_processors(folder) if folder is not None else {}
+    feature_extractor = feature_extractor if feature_extractor is not None else found.get("feature_extractor")
+
     if options is not None:
         kwargs.setdefault("src_lang", options[0])
         kwargs.setdefault("tgt_lang", options[1])
@@ -141,6 +147,12 @@ def _load_tokenizer(folder: Path):
     if not any((Path(folder) / name).is_file() for name in TOKENIZER_FILES):
         return None
     return Tokenizer.from_pretrained(folder)
+
+
+def _load_processors(folder: Path) -> dict:
+    from .processing.processors import load_processors
+
+    return load_processors(folder)
 
 
 def _merge_dtype(dtype, torch_dtype, model_kwargs: dict):
