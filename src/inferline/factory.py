@@ -79,6 +79,7 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
         raw_config = getattr(getattr(model, "config", None), "raw", None)
     elif isinstance(model, (str, os.PathLike)):
         folder = hub.resolve(model, revision=revision, token=token, local_files_only=local_files_only)
+        folder = _native_folder(folder)
         raw_config = _load_config(config, revision, token, local_files_only) or read_config(folder)
     else:
         raise TypeError(f"`model` must be a model id, a local directory or an inferline model; "
@@ -147,6 +148,13 @@ def _load_tokenizer(folder: Path):
     if not any((Path(folder) / name).is_file() for name in TOKENIZER_FILES):
         return None
     return Tokenizer.from_pretrained(folder)
+
+
+def _native_folder(folder: Path) -> Path:
+    """A foreign checkpoint directory (CTranslate2 Whisper) → its Hugging Face form, converted once."""
+    from .models.formats.ctranslate2 import hf_view, is_ctranslate2_dir
+
+    return hf_view(folder) if is_ctranslate2_dir(folder) else folder
 
 
 def _load_processors(folder: Path) -> dict:

@@ -30,6 +30,7 @@ class Variant:
     embedding_norm: bool  # `layernorm_embedding` after token + position embeddings
     final_norm: bool  # `layer_norm` at the end of each stack
     wrap_shift: bool  # decoder inputs for base/classification start with the row's last token (mBART)
+    key_bias: bool = True  # k_proj has a bias (Whisper's has none)
 
 
 VARIANTS = {
@@ -107,9 +108,9 @@ class BartLayer(nn.Module):
     def __init__(self, cfg: BartConfig, heads: int, ffn_dim: int, is_decoder: bool):
         super().__init__()
         C = cfg.d_model
-        self.self_attn = MultiHeadAttention(C, heads)
+        self.self_attn = MultiHeadAttention(C, heads, key_bias=cfg.variant.key_bias)
         self.self_attn_layer_norm = nn.LayerNorm(C)
-        self.encoder_attn = MultiHeadAttention(C, heads) if is_decoder else None
+        self.encoder_attn = MultiHeadAttention(C, heads, key_bias=cfg.variant.key_bias) if is_decoder else None
         self.encoder_attn_layer_norm = nn.LayerNorm(C) if is_decoder else None
         self.fc1 = Linear(C, ffn_dim)
         self.fc2 = Linear(ffn_dim, C)

@@ -291,13 +291,13 @@ class MultiHeadAttention(nn.Module):
     """
 
     def __init__(self, hidden_size: int, num_heads: int, head_dim: int | None = None, bias: bool = True,
-                 scale: float | None = None):
+                 scale: float | None = None, key_bias: bool | None = None):
         super().__init__()
         head_dim = head_dim or hidden_size // num_heads
         inner = num_heads * head_dim
         self.num_heads, self.head_dim, self.scale = num_heads, head_dim, scale
         self.q_proj = Linear(hidden_size, inner, bias=bias)
-        self.k_proj = Linear(hidden_size, inner, bias=bias)
+        self.k_proj = Linear(hidden_size, inner, bias=bias if key_bias is None else key_bias)
         self.v_proj = Linear(hidden_size, inner, bias=bias)
         self.out_proj = Linear(inner, hidden_size, bias=bias)
 

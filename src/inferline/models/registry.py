@@ -27,6 +27,7 @@ MODEL_TYPES = {
     "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "phi3": "phi3",
     "gpt2": "gpt2",
     "wav2vec2": "wav2vec2", "hubert": "wav2vec2",
+    "whisper": "whisper",
 }
 
 

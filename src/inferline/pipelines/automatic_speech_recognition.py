@@ -46,15 +46,15 @@ class AutomaticSpeechRecognitionPipeline(ChunkPipeline):
 
     def __init__(self, model, tokenizer=None, feature_extractor=None, **kwargs):
         self.kind = "ctc" if getattr(model, "head", "ctc") == "ctc" else "seq2seq"
-        super().__init__(model, tokenizer=tokenizer, feature_extractor=feature_extractor, **kwargs)
-        check_extractor(self)
-        if self.tokenizer is None:
+        if tokenizer is None:
             raise ValueError("The automatic-speech-recognition pipeline needs a tokenizer; the checkpoint has no "
                              "tokenizer files. Pass `tokenizer=`.")
         if self.kind == "seq2seq":
             from .speech_seq2seq import Seq2SeqDecoding
 
-            self.seq2seq = Seq2SeqDecoding(self)
+            self.seq2seq = Seq2SeqDecoding(model, tokenizer)
+        super().__init__(model, tokenizer=tokenizer, feature_extractor=feature_extractor, **kwargs)
+        check_extractor(self)
 
     def _sanitize_parameters(self, chunk_length_s=None, stride_length_s=None, ignore_warning=None,
                              decoder_kwargs=None, return_timestamps=None, return_language=None,
