@@ -230,7 +230,9 @@ def write_hf_checkpoint(folder, out) -> Path:
         "tokenizer_config.json": {"tokenizer_class": "WhisperTokenizer", "bos_token": eot, "eos_token": eot,
                                   "unk_token": eot, "pad_token": eot, "model_max_length": 1024, "errors": "replace",
                                   "add_prefix_space": False, "clean_up_tokenization_spaces": True,
-                                  "processor_class": "WhisperProcessor"},
+                                  "processor_class": "WhisperProcessor",
+                                  "additional_special_tokens": [t["content"] for t in tokenizer["added_tokens"]
+                                                                if t["special"] and t["content"] != eot]},
         "special_tokens_map.json": {"bos_token": eot, "eos_token": eot, "unk_token": eot, "pad_token": eot},
     }
     for name, content in files.items():
