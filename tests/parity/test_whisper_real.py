@@ -78,6 +78,9 @@ def test_tiny_en_same_tokens_as_transformers(converted, speech):
     assert_same(ours(samples, generate_kwargs=GREEDY), expected)
     assert_same(ours(str(path), generate_kwargs=GREEDY), expected)  # the wav file itself, read with soundfile
     assert _wer(expected["text"]) < 0.25
+    segments = {**GREEDY}
+    assert_same(ours(samples, return_timestamps=True, generate_kwargs=segments),
+                theirs(samples, return_timestamps=True, generate_kwargs=segments))
     with pytest.raises(ValueError, match="English-only"):
         ours(samples, generate_kwargs={"language": "fr"})
 
@@ -105,3 +108,21 @@ def test_ctranslate2_directory_loads_directly(speech, tmp_path, monkeypatch):
     _, samples = speech
     result = inferline.pipeline("automatic-speech-recognition", model=str(TINY_EN))(samples, generate_kwargs=GREEDY)
     assert _wer(result["text"]) < 0.25
+
+
+@needs
+def test_tiny_en_sixty_seconds_in_batched_chunks(converted, tmp_path):
+    """A 60 s file, chunk_length_s=30: our batched windows equal transformers' unbatched result."""
+    import numpy as np
+    import soundfile
+    import soxr
+
+    path = tmp_path / "long.wav"
+    text = " ".join(f"Sentence number {i}. {SENTENCE}" for i in range(1, 5))
+    subprocess.run(["espeak-ng", "-s", "130", "-w", str(path), text], check=True, capture_output=True)
+    samples, rate = soundfile.read(str(path), dtype="float32")
+    samples = soxr.resample(samples, rate, 16000)[: 60 * 16000]
+    samples = np.pad(samples, (0, 60 * 16000 - len(samples)))
+    theirs, ours = _pair(converted["tiny.en"])
+    expected = theirs(samples, chunk_length_s=30, generate_kwargs=GREEDY)
+    assert_same(ours(samples, chunk_length_s=30, batch_size=3, generate_kwargs=GREEDY), expected)

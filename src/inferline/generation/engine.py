@@ -77,7 +77,8 @@ class Stopping:
 @torch.inference_mode()
 def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
              config: GenerationConfig | None = None, streamer=None, generator: torch.Generator | None = None,
-             tokenizer=None, decoder_prompt: torch.Tensor | None = None) -> torch.Tensor:
+             tokenizer=None, decoder_prompt: torch.Tensor | None = None, logits_processors: list | None = None
+             ) -> torch.Tensor:
     """Generate continuations of `input_ids` (B, S); returns token ids (B * num_return_sequences, T).
 
     Decoder-only models return prompt + new tokens (left padding kept); encoder-decoders return the
@@ -87,7 +88,8 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     reproducible; `streamer` receives the prompt then each new token (batch of one, no beams);
     `tokenizer` is needed only for `stop_strings`. An encoder-decoder may take non-token encoder inputs
     (a spectrogram) and a `decoder_prompt` (B, P) to continue instead of decoder_start_token_id (Whisper's
-    start, language and task tokens); processors then see the prompt as part of `ids`.
+    start, language and task tokens); processors then see the prompt as part of `ids`. `logits_processors`
+    are a model's own rules (callables (ids, scores) → scores) run after the configured suppressions.
     """
     config = config if config is not None else GenerationConfig.for_model(model)
     config.validate()
@@ -117,7 +119,7 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
         mask = torch.ones(N, max_length, dtype=attention_mask.dtype, device=device)
         mask[:, :P] = attention_mask.repeat_interleave(expand, 0)
     processors = build_processors(config, P, max_length, min_length, getattr(model_config, "vocab_size", None),
-                                  device)
+                                  device, logits_processors)
     stopping = Stopping(eos, config.stop_strings, tokenizer, device)
     decoder = Decoder(model, N, max_length, mask, encoder_hidden, encoder_mask)
     if config.num_beams > 1:

@@ -124,7 +124,8 @@ class AutomaticSpeechRecognitionPipeline(ChunkPipeline):
 
     def postprocess(self, model_outputs, return_timestamps=None, return_language=None):
         if self.kind == "seq2seq":
-            result = self.seq2seq.postprocess(model_outputs, return_timestamps, return_language)
+            result = self.seq2seq.postprocess(model_outputs, return_timestamps, return_language,
+                                              self.feature_extractor.sampling_rate)
         else:
             result = self._ctc_postprocess(model_outputs, return_timestamps)
         extra = defaultdict(list)

@@ -13,6 +13,8 @@ import json
 import torch
 
 from ..generation import generate
+from ..generation.logits import timestamp_rules
+from ..processing.whisper_transcript import transcript
 from .generation_defaults import GenerationDefaults
 
 _WHISPER_KEYS = ("language", "task")
@@ -31,12 +33,18 @@ class Seq2SeqDecoding(GenerationDefaults):
         self.multilingual = bool(self.settings.get("is_multilingual", False))
         self.lang_to_id = self.settings.get("lang_to_id") or {}
         self.task_to_id = self.settings.get("task_to_id") or {}
+        cfg = model.config
+        # seconds per timestamp step: the window (30 s) over the encoder positions (1500)
+        self.time_precision = 30.0 / getattr(cfg, "max_source_positions", 1500)
 
     def check_timestamps(self, value) -> None:
         if value == "char":
             raise ValueError("Whisper cannot return 'char' timestamps; use return_timestamps=True or 'word'.")
-        if value:
-            raise NotImplementedError("return_timestamps with Whisper is not implemented in inferline yet.")
+        if value == "word":
+            raise NotImplementedError("return_timestamps='word' with Whisper is not implemented in inferline yet.")
+        if value and "no_timestamps_token_id" not in self.settings:
+            raise ValueError("This checkpoint's generation config has no no_timestamps_token_id, so it cannot "
+                             "predict timestamps.")
 
     def check_generate_kwargs(self, kwargs: dict) -> None:
         if kwargs.get("task") not in (None, *self.task_to_id):
@@ -81,25 +89,26 @@ class Seq2SeqDecoding(GenerationDefaults):
                 if language is not None else self._detect_language(features)[:, None]
             parts += [lang, torch.full((B, 1), self.task_to_id[task or "transcribe"], dtype=torch.long,
                                        device=features.device)]
-        parts.append(torch.full((B, 1), self.settings["no_timestamps_token_id"], dtype=torch.long,
-                                device=features.device))
+        no_timestamps = self.settings["no_timestamps_token_id"]
+        rules = None
+        if return_timestamps:
+            rules = [timestamp_rules(no_timestamps, config.eos_ids[0], len(parts),
+                                     self.settings.get("max_initial_timestamp_index"))]
+        else:
+            parts.append(torch.full((B, 1), no_timestamps, dtype=torch.long, device=features.device))
         prompt = torch.cat(parts, dim=1)
-        tokens = generate(self.model, features, None, config, decoder_prompt=prompt)
-        return {"tokens": tokens[:, prompt.shape[1]:], "language_ids": prompt[:, 1] if self.multilingual else
-                torch.full((B,), -1, dtype=torch.long)}
+        tokens = generate(self.model, features, None, config, decoder_prompt=prompt, logits_processors=rules)
+        out = {"tokens": tokens[:, prompt.shape[1]:]}
+        if self.multilingual:  # the language token leads, so the transcript knows the language
+            out["tokens"] = torch.cat([prompt[:, 1:2], out["tokens"]], dim=1)
+        return out
 
-    def postprocess(self, model_outputs: list, return_timestamps, return_language) -> dict:
-        tokenizer = self.tokenizer
-        ids = [t for out in model_outputs for t in out["tokens"][0].tolist()]
-        text = tokenizer.decode(ids, skip_special_tokens=True)
-        if return_language:
-            return {"text": text, "chunks": [{"language": self._language_name(int(model_outputs[0]["language_ids"][0])),
-                                              "text": text}]}
-        return {"text": text}
-
-    def _language_name(self, token_id: int) -> str | None:
-        from ..processing.whisper_languages import LANGUAGES
-
-        names = {i: t for t, i in self.lang_to_id.items()}
-        code = names.get(token_id, "")[2:-2]
-        return LANGUAGES.get(code, code) if code else None
+    def postprocess(self, model_outputs: list, return_timestamps, return_language, sampling_rate: int) -> dict:
+        windows = []
+        for output in model_outputs:
+            window = {"tokens": output["tokens"]}
+            if output.get("stride") is not None:
+                window["stride"] = tuple(v / sampling_rate for v in output["stride"])
+            windows.append(window)
+        text, optional = transcript(self.tokenizer, windows, return_timestamps, return_language, self.time_precision)
+        return {"text": text, **optional}
