@@ -110,5 +110,6 @@ class Seq2SeqDecoding(GenerationDefaults):
             if output.get("stride") is not None:
                 window["stride"] = tuple(v / sampling_rate for v in output["stride"])
             windows.append(window)
-        text, optional = transcript(self.tokenizer, windows, return_timestamps, return_language, self.time_precision)
+        text, optional = transcript(self.tokenizer, windows, return_timestamps, return_language, self.time_precision,
+                                    language_ids=self.lang_to_id.values())
         return {"text": text, **optional}

@@ -37,10 +37,11 @@ class _Chunk(dict):
 
 
 def transcript(tokenizer, outputs: list[dict], return_timestamps, return_language, time_precision: float,
-               segment_size: int = 1500) -> tuple[str, dict]:
-    """outputs: per window {"tokens": (1, T) generated ids, optionally "stride": (length, left, right) in s}."""
+               segment_size: int = 1500, language_ids=()) -> tuple[str, dict]:
+    """outputs: per window {"tokens": (1, T) generated ids, optionally "stride": (length, left, right) in s};
+    `language_ids` are the language tokens (special even where the tokenizer does not list them)."""
     first_stamp = tokenizer.convert_tokens_to_ids("<|notimestamps|>") + 1
-    special = set(tokenizer.all_special_ids)
+    special = set(tokenizer.all_special_ids) | set(language_ids)
     language = None
     chunks: list[dict] = []
     chunk = _Chunk(None)
