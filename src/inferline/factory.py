@@ -85,6 +85,7 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
                              "together with `config=`, or build the model from that config yourself.")
     elif isinstance(model, (str, os.PathLike)):
         folder = hub.resolve(model, revision=revision, token=token, local_files_only=local_files_only)
+        folder = _native_folder(folder)
         raw_config = _load_config(config, revision, token, local_files_only) or read_config(folder)
     else:
         raise TypeError(f"`model` must be a model id, a local directory or an inferline model; "
@@ -116,11 +117,13 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
 
         image_processor = ImageProcessor.from_pretrained(hub.resolve(image_processor, revision=revision, token=token,
                                                                      local_files_only=local_files_only))
-    if folder is not None:
-        from .processing.loading import load_processors
-
-        found = load_processors(folder, (raw_config or {}).get("model_type"))
+    if isinstance(feature_extractor, (str, os.PathLike)):
+        feature_extractor = _load_processors(hub.resolve(feature_extractor, revision=revision, token=token,
+                                                         local_files_only=local_files_only)).get("feature_extractor")
+    if folder is not None:  # what the checkpoint's own files declare, unless given
+        found = _load_processors(folder, (raw_config or {}).get("model_type"))
         image_processor = image_processor if image_processor is not None else found.get("image_processor")
+        feature_extractor = feature_extractor if feature_extractor is not None else found.get("feature_extractor")
 
     if options is not None:
         kwargs.setdefault("src_lang", options[0])
@@ -173,6 +176,19 @@ def _load_tokenizer(folder: Path, **options):
     if not any((Path(folder) / name).is_file() for name in TOKENIZER_FILES):
         return None
     return Tokenizer.from_pretrained(folder, **options)
+
+
+def _native_folder(folder: Path) -> Path:
+    """A foreign checkpoint directory (CTranslate2 Whisper) → its Hugging Face form, converted once."""
+    from .models.formats.ctranslate2 import hf_view, is_ctranslate2_dir
+
+    return hf_view(folder) if is_ctranslate2_dir(folder) else folder
+
+
+def _load_processors(folder: Path, model_type: str | None = None) -> dict:
+    from .processing.loading import load_processors
+
+    return load_processors(folder, model_type)
 
 
 def _merge_dtype(dtype, torch_dtype, model_kwargs: dict):

@@ -102,9 +102,11 @@ _SPECS = [
     TaskSpec("image-text-to-text", None, ("image-text-to-text",),
              "llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "2c9ba3b", "multimodal"),
     TaskSpec("image-to-image", None, ("image-to-image",), "caidas/swin2SR-classical-sr-x2-64", "cee1c92", "image"),
-    TaskSpec("audio-classification", None, ("audio-classification",), "superb/wav2vec2-base-superb-ks",
+    TaskSpec("audio-classification", _P + "audio_classification.AudioClassificationPipeline",
+             ("audio-classification",), "superb/wav2vec2-base-superb-ks",
              "372e048", "audio"),
-    TaskSpec("automatic-speech-recognition", None, ("ctc", "speech-seq2seq"), "facebook/wav2vec2-base-960h",
+    TaskSpec("automatic-speech-recognition", _P + "automatic_speech_recognition.AutomaticSpeechRecognitionPipeline",
+             ("ctc", "speech-seq2seq"), "facebook/wav2vec2-base-960h",
              "22aad52", "multimodal"),
     TaskSpec("zero-shot-audio-classification", None, ("base",), "laion/clap-htsat-fused", "cca9e28", "multimodal"),
     TaskSpec("text-to-audio", None, ("text-to-waveform",), "suno/bark-small", "1dbd7a1"),
@@ -225,6 +227,9 @@ def default_model_for(spec: TaskSpec, options: Any) -> tuple[str, str | None]:
 
 # Architecture class-name endings → the task transformers would pick for them.
 _ARCHITECTURE_TASKS = (
+    ("Wav2Vec2ForSequenceClassification", "audio-classification"),
+    ("HubertForSequenceClassification", "audio-classification"),
+    ("WhisperForConditionalGeneration", "automatic-speech-recognition"),
     ("ForSequenceClassification", "text-classification"),
     ("ForTokenClassification", "token-classification"),
     ("ForQuestionAnswering", "question-answering"),

@@ -49,7 +49,7 @@ def assert_plain_json(value, path: str = "result") -> None:
         for k, v in value.items():
             assert isinstance(k, str), f"{path}: key {k!r} is not a str"
             assert_plain_json(v, f"{path}[{k!r}]")
-    elif isinstance(value, list):
+    elif isinstance(value, (list, tuple)):  # tuples: transformers' (start, end) timestamps
         for i, v in enumerate(value):
             assert_plain_json(v, f"{path}[{i}]")
     else:

@@ -12,7 +12,12 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="embed a few sentences offline and print their similarities")
     demo.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
     demo.add_argument("sentences", nargs="*")
+    from . import convert
+
+    convert.add_arguments(commands.add_parser("convert", help=convert.HELP))
     args = parser.parse_args(argv)
+    if args.command == "convert":
+        return convert.main(args)
     if args.command == "demo":
         from .demo import run_demo
 

@@ -77,7 +77,8 @@ class Stopping:
 @torch.inference_mode()
 def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
              config: GenerationConfig | None = None, streamer=None, generator: torch.Generator | None = None,
-             tokenizer=None) -> torch.Tensor:
+             tokenizer=None, decoder_prompt: torch.Tensor | None = None, logits_processors: list | None = None
+             ) -> torch.Tensor:
     """Generate continuations of `input_ids` (B, S); returns token ids (B * num_return_sequences, T).
 
     Decoder-only models return prompt + new tokens (left padding kept); encoder-decoders return the
@@ -85,26 +86,30 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     pad_token_id (or the first eos_token_id when the model has no pad token).
     `config` defaults to the model's own (`GenerationConfig.for_model`); `generator` makes sampling
     reproducible; `streamer` receives the prompt then each new token (batch of one, no beams);
-    `tokenizer` is needed only for `stop_strings`.
+    `tokenizer` is needed only for `stop_strings`. An encoder-decoder may take non-token encoder inputs
+    (a spectrogram) and a `decoder_prompt` (B, P) to continue instead of decoder_start_token_id (Whisper's
+    start, language and task tokens); processors then see the prompt as part of `ids`. `logits_processors`
+    are a model's own rules (callables (ids, scores) → scores) run after the configured suppressions.
     """
     config = config if config is not None else GenerationConfig.for_model(model)
     config.validate()
     if streamer is not None and config.num_beams > 1:
         raise ValueError("`streamer` cannot be used with beam search; set `num_beams=1`.")
-    if input_ids.dim() != 2:
+    if input_ids.dim() != 2 and not model.is_encoder_decoder:
         raise ValueError(f"`input_ids` must have shape (batch, length); got {tuple(input_ids.shape)}.")
     device, pad, eos = input_ids.device, config.pad_id, config.eos_ids
-    if attention_mask is None:
+    if attention_mask is None and input_ids.dim() == 2 and not input_ids.is_floating_point():
         attention_mask = _infer_attention_mask(input_ids, pad, eos)
     expand = max(config.num_beams, config.num_return_sequences)
     encoder_hidden = encoder_mask = mask = None
     if model.is_encoder_decoder:
         start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id
-        if start is None:
+        if start is None and decoder_prompt is None:
             raise ValueError("Encoder-decoder generation needs `decoder_start_token_id` or `bos_token_id`.")
         # One encoder row per input, not per beam: cross-attention reads it for all the input's rows.
         encoder_hidden, encoder_mask = model.encode(input_ids, attention_mask), attention_mask
-        prompt = torch.full((input_ids.shape[0] * expand, 1), start, dtype=torch.long, device=device)
+        prompt = torch.full((input_ids.shape[0] * expand, 1), start, dtype=torch.long, device=device) \
+            if decoder_prompt is None else decoder_prompt.to(device).repeat_interleave(expand, 0)
     else:
         prompt = input_ids.repeat_interleave(expand, 0)
     N, P = prompt.shape
@@ -114,7 +119,7 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
         mask = torch.ones(N, max_length, dtype=attention_mask.dtype, device=device)
         mask[:, :P] = attention_mask.repeat_interleave(expand, 0)
     processors = build_processors(config, P, max_length, min_length, getattr(model_config, "vocab_size", None),
-                                  device)
+                                  device, logits_processors)
     stopping = Stopping(eos, config.stop_strings, tokenizer, device)
     decoder = Decoder(model, N, max_length, mask, encoder_hidden, encoder_mask)
     if config.num_beams > 1:

@@ -18,8 +18,10 @@ NEG_INF = float("-inf")
 
 
 def build_processors(config: GenerationConfig, prompt_length: int, max_length: int, min_length: int,
-                     vocab_size: int | None, device: torch.device) -> list[Processor]:
-    """The processors this config turns on, in the order transformers applies them."""
+                     vocab_size: int | None, device: torch.device, extra: list[Processor] | None = None
+                     ) -> list[Processor]:
+    """The processors this config turns on, in the order transformers applies them; a model's own rules
+    (`extra`, e.g. Whisper's timestamp rules) run after the token suppression and before the warpers."""
     eos = config.eos_ids
     out: list[Processor] = []
     if config.repetition_penalty is not None and config.repetition_penalty != 1.0:
@@ -44,6 +46,7 @@ def build_processors(config: GenerationConfig, prompt_length: int, max_length: i
     if config.begin_suppress_tokens is not None:
         begin = prompt_length + (1 if prompt_length == 1 and config.forced_bos_token_id is not None else 0)
         out.append(_suppress_while(torch.tensor(config.begin_suppress_tokens, device=device), lambda L: L == begin))
+    out.extend(extra or [])
     if config.do_sample:
         # Beam sampling keeps enough candidates to always have one that is not EOS.
         keep = (len(eos) + 1 if eos else 2) if config.num_beams > 1 else 1
@@ -157,4 +160,37 @@ def _min_p(p: float, keep: int) -> Processor:
         sorted_remove = remove.gather(-1, order)
         sorted_remove[..., :keep] = False
         return scores.masked_fill(sorted_remove.scatter(1, order, sorted_remove), NEG_INF)
+    return process
+
+
+def timestamp_rules(no_timestamps_id: int, eos_id: int, begin: int, max_initial_index: int | None) -> Processor:
+    """Whisper's timestamp grammar (transformers' WhisperTimeStampLogitsProcessor): timestamps come in pairs
+    and never go back, the first token is a timestamp no later than `max_initial_index`, and a timestamp is
+    forced when all timestamps together are likelier than any text token. `begin` is the prompt length."""
+    first = no_timestamps_id + 1
+
+    def process(ids, scores):
+        scores = scores.clone()
+        scores[:, no_timestamps_id] = NEG_INF
+        for row, seq in enumerate(ids[:, begin:].tolist()):
+            last = len(seq) >= 1 and seq[-1] >= first
+            penultimate = len(seq) < 2 or seq[-2] >= first
+            if last:  # after a pair only text (or a new pair's start); after a lone one, its partner or EOS
+                if penultimate:
+                    scores[row, first:] = NEG_INF
+                else:
+                    scores[row, :eos_id] = NEG_INF
+            stamps = [t for t in seq if t >= first]
+            if stamps:
+                floor = stamps[-1] if last and not penultimate else stamps[-1] + 1
+                scores[row, first:floor] = NEG_INF
+        if ids.shape[1] == begin:
+            scores[:, :first] = NEG_INF
+            if max_initial_index is not None:
+                scores[:, first + max_initial_index + 1:] = NEG_INF
+        logprobs = torch.log_softmax(scores.float(), dim=-1)
+        timestamp_wins = logprobs[:, first:].logsumexp(-1) > logprobs[:, :first].max(-1).values
+        scores[timestamp_wins, :first] = NEG_INF
+        return scores
+
     return process

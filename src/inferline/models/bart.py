@@ -35,6 +35,7 @@ class Variant:
     final_norm: bool  # `layer_norm` at the end of each stack
     wrap_shift: bool  # decoder inputs for base/classification start with the row's last token (mBART)
     heads: tuple[str, ...] = HEADS  # Marian: transformers' MarianModel needs decoder inputs; no classification
+    key_bias: bool = True  # k_proj has a bias (Whisper's has none)
 
 
 VARIANTS = {
@@ -98,9 +99,10 @@ class BartLayer(nn.Module):
     def __init__(self, cfg: BartConfig, heads: int, ffn_dim: int, is_decoder: bool, layer_idx: int):
         super().__init__()
         C, names = cfg.d_model, ("q_proj", "k_proj", "v_proj", "out_proj")
-        self.self_attn = Attention(C, heads, names=names, causal=is_decoder, layer_idx=layer_idx)
+        self.self_attn = Attention(C, heads, names=names, causal=is_decoder, layer_idx=layer_idx,
+                                  key_bias=cfg.variant.key_bias)
         self.self_attn_layer_norm = nn.LayerNorm(C)
-        self.encoder_attn = Attention(C, heads, names=names, layer_idx=layer_idx) if is_decoder else None
+        self.encoder_attn = Attention(C, heads, names=names, layer_idx=layer_idx, key_bias=cfg.variant.key_bias) if is_decoder else None
         self.encoder_attn_layer_norm = nn.LayerNorm(C) if is_decoder else None
         self.mlp = MLP(C, ffn_dim, cfg.activation_function, names=("fc1", "fc2"))  # the layer's fc1/fc2
         self.final_layer_norm = nn.LayerNorm(C)
@@ -249,8 +251,11 @@ def build(cfg: BartConfig, head: str) -> nn.Module:
     raise UnsupportedModelError(f"no head {head!r}")
 
 
+FFN_RENAMES = [(r"\.layers\.(\d+)\.(fc1|fc2)\.", r".layers.\1.mlp.\2.")]  # our MLP holds the layer's fc1/fc2
+
+
 def weight_map(cfg: BartConfig, head: str) -> WeightMap:
-    renames = [(r"\.layers\.(\d+)\.(fc1|fc2)\.", r".layers.\1.mlp.\2.")]  # our MLP holds the layer's fc1/fc2
+    renames = list(FFN_RENAMES)
     unused = [r"(encoder|decoder)\.version$"]  # fairseq leftovers in old checkpoints
     tied: dict[str, str] = {}
     if cfg.shared_embeddings:  # tied copies; some checkpoints keep only these (bart-large-cnn: the decoder's)

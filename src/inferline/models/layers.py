@@ -108,13 +108,15 @@ class Attention(nn.Module):
     causal: decoder self-attention: with no mask, several queries attend causally (SDPA's own mask).
     upcast: compute attention in float32 (GPT-2's reorder_and_upcast_attn).
     linear: the projections' class (FastLinear, or nn.Linear where oneDNN's kernel does not pay).
+    key_bias: the k projection's bias where it differs from the others' (Whisper's k_proj has none).
     """
 
     def __init__(self, hidden_size: int, num_heads: int, num_kv_heads: int | None = None,
                  head_dim: int | None = None, *, bias: bool = True, out_bias: bool | None = None,
                  names: tuple[str | None, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"), fused: bool = False,
                  scale: float | None = None, causal: bool = False, upcast: bool = False,
-                 qk_norm_eps: float | None = None, layer_idx: int = 0, linear: type[nn.Linear] = FastLinear):
+                 qk_norm_eps: float | None = None, layer_idx: int = 0, linear: type[nn.Linear] = FastLinear,
+                 key_bias: bool | None = None):
         super().__init__()
         if head_dim is None:
             if hidden_size % num_heads:
@@ -129,8 +131,9 @@ class Attention(nn.Module):
         if fused:
             self.add_module(names[0], linear(hidden_size, sum(self.split_sizes), bias=bias))
         else:
-            for name, size in zip(names[:3], self.split_sizes):
-                self.add_module(name, linear(hidden_size, size, bias=bias))
+            biases = (bias, bias if key_bias is None else key_bias, bias)  # Whisper's k_proj has none
+            for name, size, b in zip(names[:3], self.split_sizes, biases):
+                self.add_module(name, linear(hidden_size, size, bias=b))
         self.out_name = names[-1]
         if self.out_name is not None:
             self.add_module(self.out_name, linear(H * D, hidden_size, bias=bias if out_bias is None else out_bias))

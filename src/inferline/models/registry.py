@@ -28,6 +28,8 @@ MODEL_TYPES = {
     "gpt2": "gpt2",
     "vit": "vit", "deit": "vit", "dinov2": "dinov2", "convnext": "convnext", "resnet": "resnet",
     "clip": "clip", "siglip": "clip", "yolos": "yolos", "detr": "detr",
+    "wav2vec2": "wav2vec2", "hubert": "wav2vec2",
+    "whisper": "whisper",
 }
 
 

@@ -16,7 +16,8 @@ def read_preprocessor_config(folder) -> dict | None:
 
 
 def load_processors(folder, model_type: str | None = None) -> dict[str, Any]:
-    """{"image_processor": ...} for what the checkpoint in `folder` declares; {} when it declares none."""
+    """The processors the checkpoint in `folder` declares, keyed like pipeline()'s arguments
+    ({"image_processor": ...} or {"feature_extractor": ...}); {} when it declares none."""
     config = read_preprocessor_config(folder)
     if config is None:
         return {}
@@ -24,4 +25,9 @@ def load_processors(folder, model_type: str | None = None) -> dict[str, Any]:
 
     if is_image_config(config):
         return {"image_processor": ImageProcessor.from_dict(config, model_type)}
+    if "feature_extractor_type" in config:
+        from .audio import feature_extractor_from_config
+
+        extractor = feature_extractor_from_config(config)
+        return {"feature_extractor": extractor} if extractor is not None else {}
     return {}

@@ -93,6 +93,10 @@ class Tokenizer:
         if (folder / "tokenizer.json").is_file():
             backend = RustTokenizer.from_file(str(folder / "tokenizer.json"))
             _apply_config_overrides(backend, config)
+        elif str(config.get("tokenizer_class", "")).startswith("Wav2Vec2CTC"):
+            from .ctc import CTCTokenizer  # a character vocabulary decoded frame by frame
+
+            return CTCTokenizer(folder, config)
         elif (folder / "source.spm").is_file() and (folder / "vocab.json").is_file():
             from .sentencepiece import MarianTokenizer  # optional `sentencepiece` dependency
 
