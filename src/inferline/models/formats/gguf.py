@@ -13,6 +13,7 @@ example, gives a SmolLM2 file BOS = EOS = `<|im_start|>` and prepends BOS to eve
 
 from __future__ import annotations
 
+import mmap
 import re
 from pathlib import Path
 from typing import Any
@@ -96,15 +97,20 @@ class GGUFFile:
         if not self.path.is_file():
             raise OSError(f"GGUF file {str(self.path)!r} does not exist.")
         try:
-            self.reader = _gguf().GGUFReader(str(self.path))
+            reader = _gguf().GGUFReader(str(self.path))
         except (ValueError, OSError) as error:
             raise OSError(f"{str(self.path)!r} is not a readable GGUF file: {error}") from error
+        # Metadata as Python values; the reader's per-element numpy views of it (~160 MiB for a 49k-token
+        # vocabulary) are let go with the reader. The tensors keep their memory-mapped data.
+        self.metadata = {key: field.contents() for key, field in reader.fields.items()}
+        self.tensors, self._map = reader.tensors, reader.data
+        del reader
         self.architecture = self.get("general.architecture")
         self.model_type = self._model_type()
 
     def get(self, key: str, default: Any = None) -> Any:
-        field = self.reader.fields.get(key)
-        return default if field is None else field.contents()
+        value = self.metadata.get(key)
+        return default if value is None else value
 
     def _model_type(self) -> str:
         arch = self.architecture
@@ -128,9 +134,9 @@ class GGUFFile:
             value = self.get(f"tokenizer.ggml.{key}")
             if value is not None:
                 config[name] = value
-        if "vocab_size" not in config and "tokenizer.ggml.tokens" in self.reader.fields:
-            config["vocab_size"] = len(self.reader.fields["tokenizer.ggml.tokens"].data)
-        config["tie_word_embeddings"] = all(t.name != "output.weight" for t in self.reader.tensors)
+        if "vocab_size" not in config and "tokenizer.ggml.tokens" in self.metadata:
+            config["vocab_size"] = len(self.metadata["tokenizer.ggml.tokens"])
+        config["tie_word_embeddings"] = all(t.name != "output.weight" for t in self.tensors)
         if "rotary_dim" in config:  # Phi-3: llama.cpp stores the rotated channels, HF their share of a head
             config["partial_rotary_factor"] = config.pop("rotary_dim") / (config["hidden_size"] //
                                                                            config["num_attention_heads"])
@@ -143,7 +149,7 @@ class GGUFFile:
         names = _name_patterns(TENSOR_NAMES[self.model_type])
         state: dict[str, torch.Tensor] = {}
         unknown = []
-        for tensor in self.reader.tensors:
+        for tensor in self.tensors:
             if tensor.name in UNUSED_TENSORS:
                 continue
             name = _hf_name(tensor.name, names)
@@ -151,6 +157,7 @@ class GGUFFile:
                 unknown.append(tensor.name)
                 continue
             state[name] = self._convert(tensor, name, config, dtype)
+            self._release(tensor)
         if unknown:
             raise UnsupportedGGUFError(
                 f"GGUF file {self.path.name!r} ({self.model_type}) has tensors inferline does not know: "
@@ -158,14 +165,25 @@ class GGUFFile:
         return state
 
     def _convert(self, tensor, name: str, config: dict, dtype: torch.dtype) -> torch.Tensor:
-        values = torch.from_numpy(dequantize(tensor))
+        values = dequantize(tensor, dtype)
         if self.architecture == "llama" and (".q_proj." in name or ".k_proj." in name):
             heads = config["num_attention_heads"]
             heads = config.get("num_key_value_heads", heads) if ".k_proj." in name else heads
-            values = unpermute_rows(values, heads)
+            values = unpermute_rows(values, heads).contiguous()
         if self.model_type == "gpt2" and re.search(CONV1D_TENSORS, name):
-            values = values.t()
-        return values.to(dtype).contiguous()
+            values = values.t().contiguous()
+        return values
+
+    def _release(self, tensor) -> None:
+        """Drop the tensor's mapped pages from this process once dequantised (they stay in the page cache)."""
+        advice = getattr(mmap, "MADV_DONTNEED", None)
+        if advice is None or not isinstance(getattr(self._map, "_mmap", None), mmap.mmap):
+            return
+        start = tensor.data_offset // mmap.PAGESIZE * mmap.PAGESIZE
+        try:
+            self._map._mmap.madvise(advice, start, tensor.data_offset + tensor.n_bytes - start)
+        except (OSError, ValueError):
+            pass  # only memory is at stake
 
     def tokenizer(self):
         from ...processing.gguf_tokenizer import tokenizer_from_gguf
@@ -173,18 +191,28 @@ class GGUFFile:
         return tokenizer_from_gguf(self)
 
 
-def dequantize(tensor) -> "np.ndarray":  # noqa: F821
-    """One reader tensor → float32 numpy array in torch layout (rows, columns), by the gguf package."""
+CHUNK_VALUES = 1 << 20  # values dequantised at a time: the float32 temporaries stay a few MiB
+
+
+def dequantize(tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """One reader tensor → `dtype` tensor in torch layout (rows, columns), by the gguf package's dequantisation,
+    a chunk of rows at a time into the preallocated result (the values are the package's, bit for bit)."""
     gguf = _gguf()
     kind = gguf.GGMLQuantizationType(tensor.tensor_type)
     if kind.name not in SUPPORTED_QUANT_TYPES:
         raise UnsupportedGGUFError(
             f"Tensor {tensor.name!r} is stored as {kind.name}, which inferline does not dequantise; "
             f"supported types: {', '.join(SUPPORTED_QUANT_TYPES)}.")
-    values = gguf.quants.dequantize(tensor.data, kind)
     shape = tuple(int(n) for n in reversed(tensor.shape.tolist()))  # ggml lists dimensions innermost first
-    values = values.reshape(shape)
-    return values.copy() if kind == gguf.GGMLQuantizationType.F32 else values  # F32 is a view of the read-only map
+    rows = tensor.data.reshape(-1, tensor.data.shape[-1])  # (rows, stored bytes or values per row), memory-mapped
+    out = torch.empty(rows.shape[0], shape[-1], dtype=dtype)
+    step = max(1, CHUNK_VALUES // shape[-1])
+    for start in range(0, rows.shape[0], step):
+        chunk = gguf.quants.dequantize(rows[start:start + step], kind)
+        if not chunk.flags.writeable:  # F32 comes back as a view of the read-only map
+            chunk = chunk.copy()
+        out[start:start + step] = torch.from_numpy(chunk)
+    return out.reshape(shape)
 
 
 def unpermute_rows(w: torch.Tensor, heads: int) -> torch.Tensor:
