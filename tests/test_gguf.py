@@ -132,6 +132,21 @@ def test_tokenizer_equals_original_checkpoint(arch):
     assert ours.bos_token == original.bos_token and ours.eos_token == original.eos_token
 
 
+def test_merges_rebuilt_from_scores_as_transformers_does():
+    """A SentencePiece-style file with scores and no merges: merges are rebuilt from the scores, as transformers'
+    GGUF converter rebuilds them; both then split text alike."""
+    _quiet()
+    import transformers
+
+    from inferline.models.formats.gguf import GGUFFile
+
+    folder, name = write("llama", "Q8_0", merges=False)
+    ours = GGUFFile(folder / name).tokenizer()
+    theirs = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    for text in PROMPTS + ["  two  spaces, digits 12345 and ünïcödé!"]:
+        assert ours.encode(text, add_special_tokens=False)[0].ids == theirs(text, add_special_tokens=False).input_ids
+
+
 def test_pipeline_forms_agree():
     """`gguf_file=`, `model_kwargs={"gguf_file": ...}` and the file's path as `model` load the same model."""
     import inferline
@@ -232,9 +247,9 @@ def smollm2_file() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-@functools.lru_cache(maxsize=None)
-def smollm2():
-    """(our pipeline, transformers' model), each loaded once from the real file."""
+def test_smollm2_equals_transformers():
+    """One test, so that the two 135M models load once (pytest -n 2 would load them in each worker): the
+    dequantised tensors equal transformers' bit for bit, and greedy generation gives transformers' tokens."""
     _quiet()
     import transformers
 
@@ -243,27 +258,18 @@ def smollm2():
     path = smollm2_file()
     ours = inferline.pipeline("text-generation", model=str(path.parent), gguf_file=path.name)
     theirs = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name).eval()
-    return ours, theirs
-
-
-def test_smollm2_tensors_equal_transformers():
-    ours, theirs = smollm2()
     expected = theirs.state_dict()
     state = ours.model.state_dict()
     assert len(set(state) - {"lm_head.weight"}) == 272  # the file's tensors; lm_head is tied to the embeddings
     for key, value in state.items():
         assert torch.equal(value, expected[key]), key
 
-
-def test_smollm2_greedy_equals_transformers():
-    ours, theirs = smollm2()
     assert ours.generation_config.eos_token_id == 2  # <|im_end|>, as the file says
     chat = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
     for prompt in ["The capital of France is", "def fibonacci(n):", "Once upon a time, in a small village,", chat]:
         ids = ours.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True) \
             if isinstance(prompt, list) else ours.tokenizer.encode(prompt)[0].ids
-        got = _greedy_ours(ours, prompt, 32)
-        assert got == _greedy_theirs(theirs, ids, 2, 32), prompt
+        assert _greedy_ours(ours, prompt, 32) == _greedy_theirs(theirs, ids, 2, 32), prompt
     reply = ours(chat, max_new_tokens=32, do_sample=False)[0]["generated_text"][-1]
     assert reply["role"] == "assistant" and "Paris" in reply["content"]
 
@@ -273,10 +279,11 @@ def test_smollm2_tokenizer_follows_the_file():
     _quiet()
     import transformers
 
-    ours, _ = smollm2()
-    tok = ours.tokenizer
-    assert (tok.bos_token, tok.eos_token, tok.pad_token) == ("<|im_start|>", "<|im_end|>", "<|im_end|>")
+    from inferline.models.formats.gguf import GGUFFile
+
     path = smollm2_file()
+    tok = GGUFFile(path).tokenizer()
+    assert (tok.bos_token, tok.eos_token, tok.pad_token) == ("<|im_start|>", "<|im_end|>", "<|im_end|>")
     theirs = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     # Pinned divergence: transformers 4.57.6 reads bos_token_id for its eos too and prepends BOS to every
     # prompt, against the file's eos and add_bos_token=false, so its chats never stop at the end of a turn.
