@@ -79,7 +79,7 @@ def tokenizer_from_gguf(file) -> Tokenizer:
 def _chat_templates(file):
     default = file.get("tokenizer.chat_template")
     prefix = "tokenizer.chat_template."
-    named = {k[len(prefix):]: file.get(k) for k in file.metadata if k.startswith(prefix)}
+    named = {k[len(prefix):]: file.get(k) for k in file.keys if k.startswith(prefix)}
     if not named:
         return default
     return ([{"name": "default", "template": default}] if default is not None else []) + \

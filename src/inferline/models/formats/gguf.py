@@ -16,7 +16,7 @@ from __future__ import annotations
 import mmap
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -73,6 +73,15 @@ CONV1D_TENSORS = r"\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$"
 UNUSED_TENSORS = ("rope_freqs.weight",)  # llama.cpp's precomputed rotary factors; transformers skips them too
 
 
+class TensorInfo(NamedTuple):
+    name: str
+    tensor_type: int
+    shape: tuple[int, ...]  # ggml order: innermost dimension first
+    data: Any  # numpy view of the mapped bytes (or values)
+    data_offset: int
+    n_bytes: int
+
+
 class UnsupportedGGUFError(ValueError):
     pass
 
@@ -100,17 +109,23 @@ class GGUFFile:
             reader = _gguf().GGUFReader(str(self.path))
         except (ValueError, OSError) as error:
             raise OSError(f"{str(self.path)!r} is not a readable GGUF file: {error}") from error
-        # Metadata as Python values; the reader's per-element numpy views of it (~160 MiB for a 49k-token
-        # vocabulary) are let go with the reader. The tensors keep their memory-mapped data.
-        self.metadata = {key: field.contents() for key, field in reader.fields.items()}
-        self.tensors, self._map = reader.tensors, reader.data
+        # The reader's per-element numpy views of the metadata (~160 MiB for a 49k-token vocabulary) go with it;
+        # what is kept is compact (one blob per string array), so the freed memory really returns to the system.
+        self._fields = {key: _compact(field) for key, field in reader.fields.items()}
+        self.tensors = [TensorInfo(t.name, int(t.tensor_type), tuple(int(n) for n in t.shape), t.data.view(),
+                                   int(t.data_offset), int(t.n_bytes)) for t in reader.tensors]
+        self._map = reader.data
         del reader
         self.architecture = self.get("general.architecture")
         self.model_type = self._model_type()
 
     def get(self, key: str, default: Any = None) -> Any:
-        value = self.metadata.get(key)
-        return default if value is None else value
+        value = self._fields.get(key)
+        return default if value is None else _expand(value)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self._fields)
 
     def _model_type(self) -> str:
         arch = self.architecture
@@ -134,8 +149,8 @@ class GGUFFile:
             value = self.get(f"tokenizer.ggml.{key}")
             if value is not None:
                 config[name] = value
-        if "vocab_size" not in config and "tokenizer.ggml.tokens" in self.metadata:
-            config["vocab_size"] = len(self.metadata["tokenizer.ggml.tokens"])
+        if "vocab_size" not in config and "tokenizer.ggml.tokens" in self._fields:
+            config["vocab_size"] = len(self.get("tokenizer.ggml.tokens"))
         config["tie_word_embeddings"] = all(t.name != "output.weight" for t in self.tensors)
         if "rotary_dim" in config:  # Phi-3: llama.cpp stores the rotated channels, HF their share of a head
             config["partial_rotary_factor"] = config.pop("rotary_dim") / (config["hidden_size"] //
@@ -191,6 +206,29 @@ class GGUFFile:
         return tokenizer_from_gguf(self)
 
 
+def _compact(field) -> tuple:
+    """A metadata field without the reader's views: ("strings", blob, lengths), ("array", values) or ("value", v)."""
+    import numpy as np
+
+    types = [int(t) for t in field.types]
+    array, string = int(_gguf().GGUFValueType.ARRAY), int(_gguf().GGUFValueType.STRING)
+    if len(types) == 2 and types[0] == array and types[1] == string:
+        parts = [field.parts[i] for i in field.data]
+        return "strings", b"".join(p.tobytes() for p in parts), np.array([p.nbytes for p in parts], dtype=np.int64)
+    if len(types) == 2 and types[0] == array:
+        return "array", np.concatenate([field.parts[i] for i in field.data]) if field.data else np.array([])
+    return "value", field.contents()
+
+
+def _expand(stored: tuple) -> Any:
+    kind, *rest = stored
+    if kind == "strings":
+        blob, lengths = rest
+        ends = lengths.cumsum().tolist()
+        return [blob[a:b].decode("utf-8") for a, b in zip([0] + ends[:-1], ends)]
+    return rest[0].tolist() if kind == "array" else rest[0]
+
+
 CHUNK_VALUES = 1 << 20  # values dequantised at a time: the float32 temporaries stay a few MiB
 
 
@@ -203,7 +241,7 @@ def dequantize(tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         raise UnsupportedGGUFError(
             f"Tensor {tensor.name!r} is stored as {kind.name}, which inferline does not dequantise; "
             f"supported types: {', '.join(SUPPORTED_QUANT_TYPES)}.")
-    shape = tuple(int(n) for n in reversed(tensor.shape.tolist()))  # ggml lists dimensions innermost first
+    shape = tuple(reversed(tensor.shape))  # ggml lists dimensions innermost first
     rows = tensor.data.reshape(-1, tensor.data.shape[-1])  # (rows, stored bytes or values per row), memory-mapped
     out = torch.empty(rows.shape[0], shape[-1], dtype=dtype)
     step = max(1, CHUNK_VALUES // shape[-1])
