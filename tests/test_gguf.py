@@ -237,6 +237,9 @@ def test_unsupported_architecture_and_type_are_named(tmp_path):
         GGUFFile(path).state_dict()
     with pytest.raises(OSError, match="does not exist"):
         GGUFFile(tmp_path / "nothing.gguf")
+    (tmp_path / "text.gguf").write_bytes(b"not a GGUF file at all")
+    with pytest.raises(OSError, match="not a readable GGUF file"):
+        GGUFFile(tmp_path / "text.gguf")
 
 
 # ----- the real SmolLM2-135M-Instruct Q4_1 file -----
@@ -266,12 +269,12 @@ def test_smollm2_equals_transformers():
 
     assert ours.generation_config.eos_token_id == 2  # <|im_end|>, as the file says
     chat = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
-    for prompt in ["The capital of France is", "def fibonacci(n):", "Once upon a time, in a small village,", chat]:
+    for prompt in ["The capital of France is", "def fibonacci(n):", chat]:
         ids = ours.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True) \
             if isinstance(prompt, list) else ours.tokenizer.encode(prompt)[0].ids
-        assert _greedy_ours(ours, prompt, 32) == _greedy_theirs(theirs, ids, 2, 32), prompt
-    reply = ours(chat, max_new_tokens=32, do_sample=False)[0]["generated_text"][-1]
-    assert reply["role"] == "assistant" and "Paris" in reply["content"]
+        got = _greedy_ours(ours, prompt, 32)
+        assert got == _greedy_theirs(theirs, ids, 2, 32), prompt
+    assert got[-1] == 2 and "Paris" in ours.tokenizer.decode(got[len(ids):])  # the chat reply ends its turn
 
 
 def test_smollm2_tokenizer_follows_the_file():

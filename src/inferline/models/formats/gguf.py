@@ -94,10 +94,6 @@ def _gguf():
     return gguf
 
 
-def is_gguf_path(model: Any) -> bool:
-    return isinstance(model, (str, Path)) and str(model).lower().endswith(".gguf") and Path(model).is_file()
-
-
 class GGUFFile:
     """One GGUF file, memory-mapped; metadata as Python values, tensors dequantised on demand."""
 
