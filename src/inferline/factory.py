@@ -51,12 +51,13 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
     device = _merge_device(device, device_map, model_kwargs)
     local_files_only = bool(kwargs.pop("local_files_only", False) or model_kwargs.pop("local_files_only", False))
     revision = model_kwargs.pop("revision", revision)
+    gguf_file = _merge_gguf_file(kwargs.pop("gguf_file", None), model_kwargs)
     for key in list(model_kwargs):
         if key in _IGNORED_MODEL_KWARGS:
             model_kwargs.pop(key)
     if model_kwargs:
         raise ValueError(f"Unsupported `model_kwargs` {sorted(model_kwargs)}; inferline understands dtype, "
-                         f"torch_dtype, device_map, revision, local_files_only and ignores "
+                         f"torch_dtype, device_map, revision, local_files_only, gguf_file and ignores "
                          f"{sorted(_IGNORED_MODEL_KWARGS)}.")
     del use_fast, trust_remote_code  # inferline has only fast (Rust) tokenizers and no remote code
 
@@ -76,7 +77,10 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
 
     target_device = resolve_device(device)
     folder: Path | None = None
-    if isinstance(model, nn.Module):
+    gguf = _open_gguf(model, gguf_file, revision, token, local_files_only)
+    if gguf is not None:  # a llama.cpp file: config, weights and tokenizer all come from it
+        folder, raw_config = gguf.path.parent, _load_config(config, revision, token, local_files_only) or gguf.config()
+    elif isinstance(model, nn.Module):
         folder = getattr(model, "checkpoint_dir", None)
         raw_config = getattr(getattr(model, "config", None), "raw", None)
         if config is not None and _load_config(config, revision, token, local_files_only) != raw_config:
@@ -92,12 +96,13 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
                         f"got {type(model).__name__}.")
 
     if task is None:
-        task = task_from_config(raw_config or {}, folder)
+        task = "text-generation" if gguf is not None else task_from_config(raw_config or {}, folder)
         task, spec, options = PIPELINE_REGISTRY.check_task(task)
         cls = cls or spec.resolve_class()
 
     if not isinstance(model, nn.Module):
-        model = _load_for_task(folder, spec.heads, raw_config, dtype, target_device, load_model)
+        model = _load_for_task(folder, spec.heads, raw_config, dtype, target_device, load_model,
+                               gguf.state_dict if gguf is not None else None)
 
     tokenizer, tokenizer_kwargs = _split_tokenizer_argument(tokenizer)
     if isinstance(tokenizer, (str, os.PathLike)):
@@ -109,6 +114,8 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
     elif tokenizer_kwargs:
         raise ValueError(f"`tokenizer` options {sorted(tokenizer_kwargs)} apply when loading a tokenizer; give "
                          f"them with a tokenizer id or directory, as (id, {{options}}), not with a built tokenizer.")
+    elif tokenizer is None and gguf is not None:
+        tokenizer = gguf.tokenizer()
     elif tokenizer is None and folder is not None and getattr(cls, "needs_tokenizer", True):
         tokenizer = _load_tokenizer(folder)
 
@@ -133,17 +140,39 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
                batch_size=batch_size, **kwargs)
 
 
-def _load_for_task(folder, heads, raw_config, dtype, device, load_model):
+def _load_for_task(folder, heads, raw_config, dtype, device, load_model, weights=None):
     """Load the first head of the task's list that the checkpoint's family offers."""
     from .models.registry import UnsupportedModelError, family_for
 
     family = family_for(raw_config.get("model_type", ""))
     for head in heads:
         if head in family.heads:
-            return load_model(folder, head, raw_config, dtype, device)
+            return load_model(folder, head, raw_config, dtype, device, weights)
     raise UnsupportedModelError(
         f"model_type {raw_config.get('model_type')!r} offers heads {', '.join(family.heads)}, but this task "
         f"needs one of: {', '.join(heads)}.")
+
+
+def _merge_gguf_file(gguf_file, model_kwargs: dict):
+    if "gguf_file" in model_kwargs:
+        if gguf_file is not None:
+            raise ValueError("`gguf_file` was given both as an argument and in model_kwargs; pass it once.")
+        gguf_file = model_kwargs.pop("gguf_file")
+    return gguf_file
+
+
+def _open_gguf(model, gguf_file, revision, token, local_files_only):
+    """The GGUF file `model` (a .gguf path) or `model` + `gguf_file` (a directory or hub id) names, else None."""
+    if gguf_file is None and not (isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".gguf")):
+        return None
+    from .models.formats.gguf import GGUFFile
+
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"`gguf_file` needs `model` to be a model id or a directory; got {type(model).__name__}.")
+    if gguf_file is None:
+        return GGUFFile(model)
+    return GGUFFile(hub.resolve_file(model, str(gguf_file), revision=revision, token=token,
+                                     local_files_only=local_files_only))
 
 
 def _load_config(config, revision, token, local_files_only) -> dict | None:

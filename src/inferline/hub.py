@@ -89,6 +89,25 @@ def resolve(model: str | os.PathLike, revision: str | None = None, token: str | 
         raise OSError(_fetch_failure_message(model_id, revision, offline, error)) from error
 
 
+def resolve_file(model: str | os.PathLike, filename: str, revision: str | None = None, token: str | bool | None = None,
+                 local_files_only: bool = False) -> Path:
+    """One named file of a local directory or hub repository (a GGUF checkpoint), fetched alone."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / filename).is_file():
+            raise OSError(f"{str(path)!r} has no file {filename!r}; files present: "
+                          f"{sorted(p.name for p in path.iterdir())}.")
+        return path / filename
+    from huggingface_hub import hf_hub_download
+
+    offline = local_files_only or hub_offline()
+    try:
+        return Path(hf_hub_download(str(model), filename, revision=revision, token=token, cache_dir=cache_dir(),
+                                    local_files_only=offline, endpoint=os.environ.get("HF_ENDPOINT") or None))
+    except Exception as error:  # huggingface_hub raises a zoo of types; all mean "could not get it"
+        raise OSError(_fetch_failure_message(f"{model}/{filename}", revision, offline, error)) from error
+
+
 def _download(model_id: str, revision: str | None, token, offline: bool, patterns: list[str]) -> Path:
     from huggingface_hub import snapshot_download
 

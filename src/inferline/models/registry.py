@@ -72,11 +72,12 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 
 def load_model(folder: Path, head: str, config: dict[str, Any] | None = None, dtype="auto",
-               device: torch.device | str = "cpu") -> nn.Module:
+               device: torch.device | str = "cpu", weights: Callable[[torch.dtype], dict] | None = None) -> nn.Module:
     """Build the (family, head) module for the checkpoint in `folder` and load its weights strictly.
 
     The returned module carries `.config` (the family dataclass), `.head`, `.input_names`, and
-    `.checkpoint_dir`, which is all pipelines need to know about it.
+    `.checkpoint_dir`, which is all pipelines need to know about it. `weights` (target dtype → checkpoint
+    name → tensor) replaces the folder's weight files: a foreign format's reader (models/formats).
     """
     from ..hub import find_weight_files
 
@@ -90,7 +91,7 @@ def load_model(folder: Path, head: str, config: dict[str, Any] | None = None, dt
             f"model_type {model_type!r} has no {head!r} head in inferline; it offers: {', '.join(family.heads)}.")
     cfg = family.config_class.from_hf(raw)
     target_dtype = resolve_dtype(dtype, raw)
-    state = read_state_dict(find_weight_files(Path(folder)))
+    state = weights(target_dtype) if weights is not None else read_state_dict(find_weight_files(Path(folder)))
     model = load_weights(lambda: family.build(cfg, head), state, family.weight_map(cfg, head), target_dtype,
                          device, family.base_prefix(cfg))
     model.config = cfg
