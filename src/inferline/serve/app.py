@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, Callable
 
+import jinja2
+
 from .batcher import Batcher, Cancelled, QueueFull
 from .metrics import Metrics
 
@@ -29,7 +31,9 @@ logger = logging.getLogger(__name__)
 # Parameters the server owns: a client may not set them per request.
 SERVER_PARAMETERS = frozenset({"batch_size", "num_workers", "streamer", "generation_config", "device"})
 RAW_CONTENT_TYPES = ("image/", "audio/", "video/", "application/octet-stream")  # bodies that are the input
-CLIENT_GONE = 499  # nginx's status for a client that closed the connection (metrics only)
+CLIENT_GONE = 499
+# Exceptions a pipeline raises for bad input (a chat template's raise_exception is a jinja2 TemplateError).
+BAD_INPUT = (ValueError, TypeError, KeyError, OSError, NotImplementedError, jinja2.TemplateError)  # nginx's status for a client that closed the connection (metrics only)
 
 
 @dataclass
@@ -97,7 +101,7 @@ def pipeline_result(future) -> Any:
         return future.result()
     except Cancelled:
         raise HTTPError(CLIENT_GONE, "client disconnected") from None
-    except (ValueError, TypeError, KeyError, OSError, NotImplementedError) as error:
+    except BAD_INPUT as error:
         raise HTTPError(422, _message(error)) from None
 
 

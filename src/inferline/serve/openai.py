@@ -19,7 +19,7 @@ import uuid
 from typing import Any
 
 from ..generation.streamers import TextStreamer
-from .app import HTTPError, check_parameters, pipeline_result, read_json
+from .app import BAD_INPUT, HTTPError, check_parameters, pipeline_result, read_json
 from .batcher import Cancelled
 
 _SAMPLING_FIELDS = {"model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "stream",
@@ -73,7 +73,7 @@ def routes(pipe, engine, settings, max_bytes: int) -> dict:
         try:
             pipe._sanitize_parameters(**options.params)
             prompt_lengths = [int(pipe.preprocess(p)["input_ids"].numel()) for p in prompts]
-        except (ValueError, TypeError) as error:
+        except BAD_INPUT as error:
             raise HTTPError(422, str(error), "messages" if chat else "prompt") from None
         head = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}", "created": int(time.time()),
                 "model": data.get("model") or settings.model_name}
