@@ -58,9 +58,9 @@ class Engine:
     batcher merges the model calls. A client that disconnects is cancelled, which frees its slot.
     """
 
-    def __init__(self, pipe, settings: Settings, metrics: Metrics):
+    def __init__(self, pipe, settings: Settings, metrics: Metrics, batcher_class: type = Batcher):
         self.pipe, self.settings, self.metrics = pipe, settings, metrics
-        self.batcher = Batcher(pipe, settings.max_batch_size, settings.max_wait_ms, settings.max_queue,
+        self.batcher = batcher_class(pipe, settings.max_batch_size, settings.max_wait_ms, settings.max_queue,
                                on_batch=metrics.batch_size.observe, on_depth=metrics.queue_depth.set)
         self.threads = ThreadPoolExecutor(max_workers=max(8, 2 * settings.max_batch_size),
                                           thread_name_prefix="inferline-request")

@@ -82,6 +82,9 @@ class Batcher:
         self._forward = pipe.forward
         pipe._forward_window = self._submit  # instance attributes: this pipeline only
         pipe.forward = self._observed_forward
+        self._start()
+
+    def _start(self) -> None:
         self._worker = threading.Thread(target=self._loop, name="inferline-batcher", daemon=True)
         self._worker.start()
 
@@ -140,15 +143,18 @@ class Batcher:
         if ticket.seed is not None:
             key = (key, id(ticket))  # never merged: the seed fixes this request's draws alone
         job = _Job(key, pieces, fwd, ticket)
-        with self._cond:
-            if ticket.cancelled:
-                raise Cancelled()
-            self._queue.append(job)
-            self._cond.notify_all()
+        if ticket.cancelled:
+            raise Cancelled()
+        self._enqueue(job)
         job.done.wait()
         if job.error is not None:
             raise job.error
         return job.result
+
+    def _enqueue(self, job: _Job) -> None:
+        with self._cond:
+            self._queue.append(job)
+            self._cond.notify_all()
 
     def _observed_forward(self, model_inputs: dict, **forward_params):
         rows = next((v.shape[0] for v in model_inputs.values() if isinstance(v, torch.Tensor) and v.dim()), 1)
@@ -193,6 +199,14 @@ class Batcher:
                 return batch
 
     def _execute(self, batch: list[_Job]) -> None:
+        """Run jobs of one key as one window; each gets its own outputs (or error), and is woken."""
+        cancelled = [job for job in batch if job.ticket.cancelled]
+        for job in cancelled:
+            job.error = Cancelled()
+            job.done.set()
+        batch = [job for job in batch if not job.ticket.cancelled]
+        if not batch:
+            return
         try:
             if batch[0].ticket.seed is not None:
                 torch.manual_seed(batch[0].ticket.seed)
