@@ -101,6 +101,14 @@ def test_bad_requests_are_422_naming_the_problem(server, body, status, field, wo
     assert "Traceback" not in response.text
 
 
+def test_a_raw_body_is_the_input(server):
+    """A non-JSON body (an image, audio file) goes to the pipeline as bytes; a text task says it wants text."""
+    response = server.post("/", content=b"\x89PNG\r\n", headers={"content-type": "image/png"})
+    assert response.status_code == 422 and "bytes" in response.json()["error"]
+    response = server.post("/", content=b"", headers={"content-type": "audio/wav"})
+    assert response.status_code == 422 and response.json()["field"] == "body"
+
+
 def test_body_over_the_limit_is_413(server):
     big = {"inputs": "word " * 3000}  # ~15 KB > --max-body-mb 0.01
     assert server.post("/", json=big).status_code == 413
