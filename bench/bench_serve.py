@@ -6,7 +6,7 @@
    Throughput, p50 / p99 latency, errors (non-200) and requests lost (no answer), and whether both
    servers gave the same labels.
 2. Ray Data: `map_pipeline` over 10,000 rows against a plain loop calling the pipeline row by row (and
-   against one batched call, `pipe(texts, batch_size=32)`).
+   against one batched call, `pipe(texts, batch_size=32)`), on the tests' tiny DistilBERT checkpoint.
 
     python bench/bench_serve.py              # both parts (several minutes on 2 cores)
     python bench/bench_serve.py --only http  # or: --only ray;  --rows N for the Ray part
@@ -184,7 +184,11 @@ def ray_part(rows: int, threads: int) -> dict:
     from inferline import pipeline
     from inferline.integrations.ray import map_pipeline
 
-    model = checkpoint()
+    # The tests' tiny DistilBERT: 10,000 rows of the base-sized one would take an hour row by row on 2 cores,
+    # and a small model shows what Ray's own overhead costs.
+    from _common import fixtures
+
+    model = fixtures().build("distilbert", "sequence-classification")
     texts = sentences(rows, seed=2, words=(6, 24))
     torch.set_num_threads(threads)
     pipe = pipeline("text-classification", model=str(model), device="cpu")

@@ -35,7 +35,7 @@ def chat_model(checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(chat_model):
-    server = Server("text-generation", chat_model, "--max-batch-size", "8", "--max-wait-ms", "150")
+    server = Server("text-generation", chat_model, "--max-batch-size", "8", "--max-wait-ms", "150", "--workers", "2")
     yield server
     assert server.stop() == 0
 

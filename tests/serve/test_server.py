@@ -27,7 +27,7 @@ def model(checkpoint):
 @pytest.fixture(scope="module")
 def server(model):
     # A wide batching window so that requests sent together surely meet in one batch.
-    server = Server("text-classification", model, "--max-batch-size", "8", "--max-wait-ms", "200",
+    server = Server("text-classification", model, "--max-batch-size", "8", "--max-wait-ms", "200", "--workers", "2",
                     "--max-body-mb", "0.01")
     yield server
     assert server.stop() == 0

@@ -18,6 +18,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch may wait to fill")
     parser.add_argument("--max-queue", type=int, default=1024, help="requests waiting before 429")
     parser.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body (413 above)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="model threads running batches side by side (default: 2 on a CPU, 1 on a GPU)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -32,5 +34,5 @@ def run(args) -> int:
 
     serve(args.task, args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
           max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_body_mb=args.max_body_mb,
-          device=args.device, dtype=args.dtype, log_level=args.log_level, ready=ready)
+          workers=args.workers, device=args.device, dtype=args.dtype, log_level=args.log_level, ready=ready)
     return 0

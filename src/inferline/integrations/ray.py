@@ -102,7 +102,16 @@ class ServeBatcher(Batcher):
         return super().admit(seed)
 
     def _enqueue(self, job: _Job) -> None:
-        asyncio.run_coroutine_threadsafe(self._batched(job), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._batched(job), self._loop)
+        future.add_done_callback(lambda f: self._fail(job, f))
+
+    @staticmethod
+    def _fail(job: _Job, future) -> None:
+        """serve.batch itself failed (or was cancelled): wake the request thread with the error."""
+        error = RuntimeError("the batch was cancelled") if future.cancelled() else future.exception()
+        if error is not None and not job.done.is_set():
+            job.error = error
+            job.done.set()
 
     async def _run_jobs(self, jobs: list[_Job]) -> list[None]:
         with self._cond:

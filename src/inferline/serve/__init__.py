@@ -42,14 +42,26 @@ def build_app(pipe, settings=None, **kwargs):
 
 def serve(task: str, model: str | None = None, *, host: str = "127.0.0.1", port: int = 8000,
           max_batch_size: int = 32, max_wait_ms: float = 5.0, max_queue: int = 1024, max_body_mb: float = 16.0,
-          device=None, dtype="auto", log_level: str = "info", ready=None, **pipeline_kwargs) -> None:
-    """Build `pipeline(task, model)` and serve it until SIGTERM/SIGINT; `ready(host, port)` is called once bound."""
+          workers: int | None = None, device=None, dtype="auto", log_level: str = "info", ready=None,
+          **pipeline_kwargs) -> None:
+    """Build `pipeline(task, model)` and serve it until SIGTERM/SIGINT; `ready(host, port)` is called once bound.
+
+    `workers`: model threads running batches side by side (default: 2 on a CPU with 2+ threads, each then
+    with half of torch's threads; 1 on an accelerator).
+    """
     uvicorn = _require("uvicorn")
+    import torch
+
     from .app import Settings
 
-    settings = Settings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
-                        max_body_mb=max_body_mb, model_name=str(model or ""))
     pipe = pipeline(task, model=model, device=device, dtype=dtype, **pipeline_kwargs)
+    on_cpu = torch.device(pipe.device).type == "cpu"
+    if workers is None:
+        workers = min(2, torch.get_num_threads()) if on_cpu else 1
+    if on_cpu and workers > 1:
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
+    settings = Settings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
+                        max_body_mb=max_body_mb, workers=workers, model_name=str(model or ""))
     app = build_app(pipe, settings)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
                             timeout_keep_alive=5)

@@ -42,6 +42,7 @@ class Settings:
     max_wait_ms: float = 5.0
     max_queue: int = 1024
     max_body_mb: float = 16.0
+    workers: int = 1  # model threads running batches side by side
     model_name: str = ""
 
 
@@ -61,7 +62,7 @@ class Engine:
     def __init__(self, pipe, settings: Settings, metrics: Metrics, batcher_class: type = Batcher):
         self.pipe, self.settings, self.metrics = pipe, settings, metrics
         self.batcher = batcher_class(pipe, settings.max_batch_size, settings.max_wait_ms, settings.max_queue,
-                               on_batch=metrics.batch_size.observe, on_depth=metrics.queue_depth.set)
+                               workers=settings.workers, on_batch=metrics.batch_size.observe, on_depth=metrics.queue_depth.set)
         self.threads = ThreadPoolExecutor(max_workers=max(8, 2 * settings.max_batch_size),
                                           thread_name_prefix="inferline-request")
 

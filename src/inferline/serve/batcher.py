@@ -5,11 +5,14 @@ exactly the structure and values the pipeline gives that request alone. The batc
 pipeline's `_forward_window` (a window of unbatched pieces in, one output per piece out): pieces of
 requests whose forward parameters are equal wait in one queue, and a single worker thread runs them
 together — up to `max_batch_size` rows, waiting at most `max_wait_ms` for the batch to fill — through
-the pipeline's own `_forward_window`, which sorts them by length and pads each batch to its longest.
+the pipeline's own `_forward_window`, grouped by length (one model call per group, padded to its longest,
+with padding kept within PAD_SLACK of the real tokens).
 Batched results equal unbatched ones (the pipelines' contract), so merging changes no response.
 
 Requests with a `seed` run alone, after seeding torch's generator, so they are reproducible; so do
 requests whose forward parameters differ from every other's (a streamer, for instance).
+`workers` model threads run batches side by side (on a CPU, two single-threaded workers keep both cores
+busy without the barrier stalls of one two-threaded op stream on a busy machine).
 """
 
 from __future__ import annotations
@@ -64,14 +67,19 @@ class Batcher:
     """
 
     def __init__(self, pipe, max_batch_size: int = 32, max_wait_ms: float = 5.0, max_queue: int = 1024,
-                 on_batch: Callable[[int], None] | None = None, on_depth: Callable[[int], None] | None = None):
+                 workers: int = 1, on_batch: Callable[[int], None] | None = None, on_depth: Callable[[int], None] | None = None):
         for name, value in (("max_batch_size", max_batch_size), ("max_queue", max_queue)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"`workers` must be a positive integer; got {workers!r}.")
         if max_wait_ms < 0:
             raise ValueError(f"`max_wait_ms` must be >= 0; got {max_wait_ms!r}.")
         self.pipe = pipe
         self.max_batch_size, self.max_wait, self.max_queue = max_batch_size, max_wait_ms / 1000, max_queue
+        self.workers = workers
+        self._running = 0  # batches on the model now; a seeded batch runs with no other (torch's RNG is global)
+        self._exclusive = False
         self._on_batch, self._on_depth = on_batch or (lambda n: None), on_depth or (lambda n: None)
         self._cond = threading.Condition()
         self._queue: deque[_Job] = deque()
@@ -85,8 +93,10 @@ class Batcher:
         self._start()
 
     def _start(self) -> None:
-        self._worker = threading.Thread(target=self._loop, name="inferline-batcher", daemon=True)
-        self._worker.start()
+        self._threads = [threading.Thread(target=self._loop, name=f"inferline-batcher-{i}", daemon=True)
+                         for i in range(self.workers)]
+        for thread in self._threads:
+            thread.start()
 
     # ----- requests -----
     def admit(self, seed: int | None = None) -> Ticket:
@@ -128,7 +138,8 @@ class Batcher:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._worker.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
 
     @property
     def waiting(self) -> int:
@@ -167,7 +178,13 @@ class Batcher:
             batch = self._next_batch()
             if batch is None:
                 return
-            self._execute(batch)
+            try:
+                self._execute(batch)
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    self._exclusive = False if batch[0].ticket.seed is not None else self._exclusive
+                    self._cond.notify_all()
 
     def _next_batch(self) -> list[_Job] | None:
         with self._cond:
@@ -186,6 +203,9 @@ class Batcher:
                     self._cond.wait(left)
                 if first not in self._queue:  # cancelled while we waited
                     continue
+                if self._exclusive or (first.ticket.seed is not None and self._running):
+                    self._cond.wait()  # a seeded batch runs alone: torch's generator is shared by all threads
+                    continue
                 batch, rows = [], 0
                 for job in list(self._queue):
                     if job.key == first.key and (not batch or rows + len(job.pieces) <= self.max_batch_size):
@@ -196,6 +216,8 @@ class Batcher:
                     if job.ticket.waiting:
                         job.ticket.waiting = False
                         self._set_waiting(-1)
+                self._running += 1
+                self._exclusive = first.ticket.seed is not None
                 return batch
 
     def _execute(self, batch: list[_Job]) -> None:
@@ -210,7 +232,7 @@ class Batcher:
         try:
             if batch[0].ticket.seed is not None:
                 torch.manual_seed(batch[0].ticket.seed)
-            outputs = self._window([p for job in batch for p in job.pieces], self.max_batch_size, batch[0].fwd)
+            outputs = self._run_grouped([p for job in batch for p in job.pieces], batch[0].fwd)
             start = 0
             for job in batch:
                 job.result, start = outputs[start: start + len(job.pieces)], start + len(job.pieces)
@@ -227,9 +249,41 @@ class Batcher:
                     self._set_waiting(+1)
             job.done.set()
 
+    def _run_grouped(self, pieces: list[dict], fwd: dict) -> list[dict]:
+        """Run pieces grouped by length: one model call per group, each padded little (see `length_groups`)."""
+        outputs: list = [None] * len(pieces)
+        for group in length_groups([_length(p) for p in pieces]):
+            for i, out in zip(group, self._window([pieces[i] for i in group], len(group), fwd)):
+                outputs[i] = out
+        return outputs
+
     def _set_waiting(self, delta: int) -> None:
         self._waiting += delta
         self._on_depth(self._waiting)
+
+
+PAD_SLACK = 1.25  # a length group's padded tokens stay within 125% of its real tokens...
+MIN_GROUP = 4  # ...unless that would leave groups this small
+
+
+def length_groups(lengths: list[int]) -> list[list[int]]:
+    """Indices grouped by length, longest first: a group grows while padding all of it to its longest stays
+    within PAD_SLACK of its real tokens (or it has fewer than MIN_GROUP members)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        group = groups[-1] if groups else None
+        if group is not None and (len(group) < MIN_GROUP or lengths[group[0]] * (len(group) + 1) <=
+                                  PAD_SLACK * (sum(lengths[j] for j in group) + lengths[i])):
+            group.append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _length(piece: dict) -> int:
+    ids = piece.get("input_ids")
+    return int(ids.shape[-1]) if isinstance(ids, torch.Tensor) and ids.dim() else 0
 
 
 def _key(fwd: dict) -> str:
