@@ -1,0 +1,1 @@
+"""Integrations with other systems (Ray); each imported only when used."""
