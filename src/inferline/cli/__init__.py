@@ -1,23 +1,43 @@
-"""Command line: `python -m inferline demo` (more commands arrive with the CLI issue)."""
+"""Command line: `inferline run | eval | compare | demo` (`python -m inferline ...`).
+
+Each subcommand is one module with `HELP`, `add_arguments(parser)` and `main(args) -> int`; a new
+command adds one line to COMMANDS. Modules import only the standard library at the top, so
+`inferline --help` and usage errors answer before torch is imported.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+COMMANDS = {
+    "run": "inferline.cli.run",
+    "demo": "inferline.cli.demo",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="inferline", description="transformers pipelines, natively in PyTorch")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="embed a few sentences offline and print their similarities")
-    demo.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
-    demo.add_argument("sentences", nargs="*")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        from .demo import run_demo
+    from ..records import UsageError
 
-        return run_demo(args.model, args.sentences)
-    return 1
+    parser = argparse.ArgumentParser(prog="inferline", description="transformers pipelines, natively in PyTorch")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    modules = {}
+    for name, module_name in COMMANDS.items():
+        module = modules[name] = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(parser=sub)
+    args = parser.parse_args(argv)
+    try:
+        return modules[args.command].main(args)
+    except (UsageError, ImportError) as error:
+        args.parser.print_usage(sys.stderr)
+        print(f"inferline {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"inferline {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
