@@ -13,6 +13,8 @@ import sys
 
 COMMANDS = {
     "run": "inferline.cli.run",
+    "eval": "inferline.cli.eval",
+    "compare": "inferline.cli.compare",
     "demo": "inferline.cli.demo",
 }
 
