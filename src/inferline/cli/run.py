@@ -41,6 +41,5 @@ def main(args) -> int:
         for row, message in summary.first_errors:
             print(f"  row {row}: {message}", file=sys.stderr)
         return 1
-    if not args.no_progress:
-        print(f"inferline run: {summary.rows} rows{resumed} → {args.output}", file=sys.stderr)
+    print(f"inferline run: {summary.rows} rows{resumed} → {args.output}", file=sys.stderr)
     return 0

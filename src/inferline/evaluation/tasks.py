@@ -51,6 +51,8 @@ def top_label(output) -> str:
 def word_tags(output, words) -> list[str]:
     """Entity groups over pre-split words (aggregation "first") → one IOB2 tag per word."""
     words = _parsed(words)
+    if output and isinstance(output[0], list):  # pipe(words) answers one pre-split sentence with a list of one
+        output = output[0]
     starts, position = [], 0
     for word in words:
         starts.append(position)
