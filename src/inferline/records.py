@@ -69,7 +69,9 @@ class Source:
             raise UsageError(f"input {path!r}: no such file.")
         self.total: int | None = None
         self.fields: list[str] | None = None  # the header of a CSV/Parquet file
-        if self.kind == ".parquet":
+        if self.kind in (".txt", ".jsonl"):
+            self.total = _count_lines(path)  # for the progress bar's ETA (a JSON lines file's blank lines count)
+        elif self.kind == ".parquet":
             parquet = _pyarrow_parquet()
             metadata = parquet.ParquetFile(path).metadata
             self.total = metadata.num_rows
@@ -144,6 +146,16 @@ class Source:
                                   f"{', '.join(map(repr, raw)) or 'no keys'}")
         value = raw[columns[0]] if len(columns) == 1 else {c: raw[c] for c in columns}
         return Row(raw, value)
+
+
+def _count_lines(path: str) -> int:
+    """Lines in a file, read in 1 MiB blocks (a 1 GB file takes about a second, and no memory)."""
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
 
 
 def open_source(path: str, columns: list[str] | None = None) -> Source:

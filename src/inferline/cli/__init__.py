@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         args.parser.print_usage(sys.stderr)
         print(f"inferline {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `inferline run ... --output - | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print(f"inferline {args.command}: interrupted", file=sys.stderr)
         return 130
