@@ -1,4 +1,4 @@
-"""The CLI tests' fixture: transformers' pipeline (the oracle), one at a time."""
+"""The CLI tests' oracle: transformers' pipeline, from the shared session cache."""
 
 from __future__ import annotations
 
@@ -6,20 +6,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def theirs():
-    """theirs(task, path, **kw) → transformers' pipeline, cached (one at a time: the previous is dropped)."""
-    cache = {}
-
-    def make(task, path, **kwargs):
-        key = (task, str(path), tuple(sorted(kwargs.items())))
-        if key not in cache:
-            import logging
-
-            import transformers
-
-            logging.getLogger("transformers").setLevel(logging.ERROR)
-            cache.clear()
-            cache[key] = transformers.pipeline(task, model=str(path), device="cpu", **kwargs)
-        return cache[key]
-
-    return make
+def theirs(pipelines):
+    """theirs(task, path, **kw) → transformers' pipeline for that checkpoint."""
+    return lambda task, path, **kwargs: pipelines(task, path, **kwargs)[0]
