@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+HELP = "embed a few sentences offline and print their similarities"
+
 DEFAULT_SENTENCES = [
     "A man is eating food.",
     "Someone is having a meal.",
     "The new movie is awesome.",
     "A cheetah is running behind its prey.",
 ]
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
+    parser.add_argument("sentences", nargs="*")
+
+
+def main(args) -> int:
+    return run_demo(args.model, args.sentences)
 
 
 def run_demo(model: str, sentences: list[str]) -> int:

@@ -1,0 +1,61 @@
+"""One row per implemented task for the command-line tests: a tiny checkpoint, inputs, call parameters.
+
+The CLI tests run over `PIPELINE_REGISTRY.implemented_tasks()`; a task that lands without a row here
+fails `test_run_task` with a message saying to add one (a vision or audio row names its checkpoint
+builder and inputs such as image paths, the same way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+NLI = dict(id2label={0: "contradiction", 1: "neutral", 2: "entailment"},
+           label2id={"contradiction": 0, "neutral": 1, "entailment": 2})
+LEGACY_CHAT = "{% for message in messages %}{{ message.content }}{{ eos_token }}{% endfor %}"
+
+
+@dataclass(frozen=True)
+class Case:
+    arch: str
+    head: str
+    inputs: list  # one pipeline input per row: a string, a dict of named inputs, a list of words, ...
+    params: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)  # config overrides for the checkpoint builder
+    # (transformers' pipeline, input, params) → the output expected; default: theirs(input, **params)
+    expected: Callable | None = None
+    compare_key: str | None = None  # compare only this field of our output (e.g. a Conversation's messages)
+    oracle_task: str | None = None  # the transformers task to compare with, when it is not the same
+
+
+def _conversation(theirs, value, params):
+    """transformers 4.57 has no conversational pipeline: its text-generation on the legacy chat format."""
+    prompt = "".join(m["content"] + theirs.tokenizer.eos_token for m in value)
+    reply = theirs(prompt, return_full_text=False, **params)[0]["generated_text"]
+    return value + [{"role": "assistant", "content": reply}]
+
+
+TEXTS = ["I love this movie! It was absolutely wonderful.", "The weather today is terrible.", "Paris",
+         "Hugging Face is a company based in New York City and Paris."]
+QA = [{"question": "Where do I live?", "context": "My name is Wolfgang and I live in Berlin"},
+      {"question": "Who am I?", "context": "My name is Sarah and I live in London. I like tea."}]
+GENERATE = {"max_new_tokens": 4, "num_beams": 1, "do_sample": False}
+
+CASES = {
+    "feature-extraction": Case("bert", "base", TEXTS[:2]),
+    # A string (answered with a one-element list) and a text pair (a dict) in the same file.
+    "text-classification": Case("bert", "sequence-classification",
+                                TEXTS + [{"text": "I like it", "text_pair": "It is good"}]),
+    "token-classification": Case("bert", "token-classification", TEXTS + [QA[0]["context"]],
+                                 {"aggregation_strategy": "simple"}),
+    "question-answering": Case("bert", "question-answering", QA, {"top_k": 2}),
+    "fill-mask": Case("bert", "masked-lm", ["Paris is the [MASK] of France.", "[MASK] is [MASK]."], {"top_k": 3}),
+    "zero-shot-classification": Case("bert", "sequence-classification", TEXTS,
+                                     {"candidate_labels": ["cinema", "weather", "travel"]}, NLI),
+    "text-generation": Case("gpt2", "causal-lm", ["Hello there", "The cat sat on"], GENERATE),
+    "text2text-generation": Case("t5", "seq2seq-lm", TEXTS[:3], GENERATE),
+    "summarization": Case("bart", "seq2seq-lm", TEXTS[:3], GENERATE),
+    "translation": Case("marian", "seq2seq-lm", TEXTS[:3], GENERATE),
+    "conversational": Case("gpt2", "causal-lm", [[{"role": "user", "content": "Hello there"}]], GENERATE,
+                           expected=_conversation, compare_key="messages", oracle_task="text-generation"),
+}
