@@ -26,6 +26,7 @@ class Case:
     expected: Callable | None = None
     compare_key: str | None = None  # compare only this field of our output (e.g. a Conversation's messages)
     oracle_task: str | None = None  # the transformers task to compare with, when it is not the same
+    builder: Callable | None = None  # () → checkpoint directory, for checkpoints outside the `checkpoint` fixture
 
 
 def _conversation(theirs, value, params):
@@ -33,6 +34,46 @@ def _conversation(theirs, value, params):
     prompt = "".join(m["content"] + theirs.tokenizer.eos_token for m in value)
     reply = theirs(prompt, return_full_text=False, **params)[0]["generated_text"]
     return value + [{"role": "assistant", "content": reply}]
+
+
+def _images(folder):
+    """Image files of two sizes, given to the command line by path."""
+    from PIL import Image
+
+    paths = []
+    for i, (size, colour) in enumerate([((40, 30), (200, 30, 90)), ((24, 48), (10, 160, 240))]):
+        paths.append(str(folder / f"image{i}.png"))
+        Image.new("RGB", size, colour).save(paths[-1])
+    return paths
+
+
+def _sounds(folder):
+    """wav files of two lengths at 16 kHz, given to the command line by path."""
+    import numpy as np
+    import soundfile
+
+    paths = []
+    for i, seconds in enumerate((0.5, 1.2)):
+        paths.append(str(folder / f"sound{i}.wav"))
+        t = np.arange(int(16000 * seconds), dtype=np.float32) / 16000
+        soundfile.write(paths[-1], (0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t)).astype(np.float32), 16000)
+    return paths
+
+
+def _decoded(theirs, value, params):
+    """transformers reads audio files through a system ffmpeg, which these machines lack: give it the samples."""
+    import soundfile
+
+    samples, rate = soundfile.read(value, dtype="float32")
+    return theirs({"raw": samples, "sampling_rate": rate}, **params)
+
+
+def _vision(arch: str, head: str):
+    def build():
+        from fixtures.vision_checkpoints import build_vision
+
+        return build_vision(arch, head)
+    return build
 
 
 TEXTS = ["I love this movie! It was absolutely wonderful.", "The weather today is terrible.", "Paris",
@@ -58,4 +99,14 @@ CASES = {
     "translation": Case("marian", "seq2seq-lm", TEXTS[:3], GENERATE),
     "conversational": Case("gpt2", "causal-lm", [[{"role": "user", "content": "Hello there"}]], GENERATE,
                            expected=_conversation, compare_key="messages", oracle_task="text-generation"),
+    "image-classification": Case("vit", "image-classification", _images, {"top_k": 2},
+                                 builder=_vision("vit", "image-classification")),
+    "image-feature-extraction": Case("vit", "base", _images, builder=_vision("vit", "base")),
+    "zero-shot-image-classification": Case("clip", "zero-shot-image-classification", _images,
+                                           {"candidate_labels": ["cat", "dog"]},
+                                           builder=_vision("clip", "zero-shot-image-classification")),
+    "object-detection": Case("detr", "object-detection", _images, {"threshold": 0.0},
+                             builder=_vision("detr", "object-detection")),
+    "audio-classification": Case("wav2vec2", "audio-classification", _sounds, {"top_k": 2}, expected=_decoded),
+    "automatic-speech-recognition": Case("wav2vec2", "ctc", _sounds, expected=_decoded),
 }

@@ -34,8 +34,9 @@ def test_run_task(task, tmp_path, checkpoint, theirs):
         pytest.fail(f"{task!r} is implemented but has no row in tests/cli/cases.py CASES: add one (a tiny checkpoint, "
                     f"a few inputs, call parameters) so the command line is tested on it.")
     case = CASES[task]
-    model = checkpoint(case.arch, case.head, **case.overrides)
-    rows = [{"id": i, "x": value} for i, value in enumerate(case.inputs)]
+    model = case.builder() if case.builder else checkpoint(case.arch, case.head, **case.overrides)
+    inputs = case.inputs(tmp_path) if callable(case.inputs) else case.inputs  # files made for the test
+    rows = [{"id": i, "x": value} for i, value in enumerate(inputs)]
     source, target = write_jsonl(tmp_path / "in.jsonl", rows), tmp_path / "out.jsonl"
     done = inferline("run", task, "--model", model, "--input", source, "--output", target, "--column", "x",
                      "--batch-size", 2, "--no-progress", *_params(case.params))

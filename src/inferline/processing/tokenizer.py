@@ -215,6 +215,12 @@ class Tokenizer:
         except TypeError:  # the Rust message names no input: say which one and why
             _explain_bad_input(inputs, is_split_into_words)
             raise
+        except Exception as error:  # the Rust tokenizer raises a bare Exception when a side is too short to cut
+            if "truncate" not in str(error):
+                raise
+            raise ValueError(f"truncation={truncation!r} with max_length={max_length}: the sequence it truncates is "
+                             f"too short to lose enough tokens ({error}); use truncation=True (longest_first) or a "
+                             f"larger max_length.") from None
         if return_overflowing_tokens:
             return [[e, *e.overflowing] for e in encodings]
         return [[e] for e in encodings]
