@@ -97,5 +97,5 @@ def summary_text(task: str, data: str, reports: list[dict], headline, lower_is_b
     return f"{task} on {data} ({n} rows) · * = best\n\n" + table(headers, rows)
 
 
-if __name__ == "__main__":
-    print(json.dumps(_worker(json.loads(sys.argv[1]))))
+if __name__ == "__main__":  # one compared model, in its own process: the report is its stdout
+    sys.stdout.write(json.dumps(_worker(json.loads(sys.argv[1]))) + "\n")
