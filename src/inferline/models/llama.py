@@ -17,7 +17,8 @@ from torch import nn
 
 from .config import ModelConfig
 from .heads import decoder_head
-from .layers import Attention, GatedMLP, KVCache, RMSNorm, Rotary, decoder_layers, decoder_step, new_cache
+from .layers import Attention, GatedMLP, KVCache, RMSNorm, decoder_layers, decoder_step, new_cache
+from .rotary import Rotary
 from .registry import Family
 from .weights import WeightMap
 
