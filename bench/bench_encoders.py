@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -96,15 +97,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB (macOS would be bytes)
 
 
+# Children may write bytecode: pip compiled transformers' modules at install time, while an editable inferline
+# with PYTHONDONTWRITEBYTECODE set would be compiled from source in every child (~50 ms of the construction row).
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def in_fresh_process(spec: dict) -> dict:
     done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                          cwd=ROOT)
+                          cwd=ROOT, env=CHILD_ENV)
     if done.returncode:
         raise RuntimeError(f"child {spec} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def median_fresh(spec: dict, key: str, runs: int) -> float:
+    in_fresh_process(spec)  # warm-up: bytecode written, files in the page cache
     return statistics.median(in_fresh_process(spec)[key] for _ in range(runs))
 
 
