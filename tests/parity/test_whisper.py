@@ -53,3 +53,20 @@ def test_bad_parameters(whisper):
         ours(SIGNALS[0], generate_kwargs={"task": "summarise"})
     with pytest.raises(ValueError, match="stride"):
         ours({"sampling_rate": 16000, "raw": SIGNALS[0], "stride": (100, 100)})
+
+
+def test_detected_language_keeps_the_task_token(checkpoint, pipelines):
+    """Whisper's prompt is <|startoftranscript|> <|lang|> <|task|> …; transformers 4.57.6 drops the task token
+    when it detects the language itself (and then decodes real speech badly, see test_whisper_real.py). We keep
+    it: a detected language decodes as transformers decodes that language given explicitly."""
+    import transformers
+
+    theirs, ours = pipelines("automatic-speech-recognition", checkpoint("whisper", "speech-seq2seq"))
+    model = transformers.WhisperForConditionalGeneration.from_pretrained(str(checkpoint("whisper", "speech-seq2seq")))
+    names = {v: k for k, v in model.generation_config.lang_to_id.items()}
+    for x in SIGNALS:
+        features = theirs.feature_extractor(x, sampling_rate=16000, return_tensors="pt").input_features
+        language = names[int(model.detect_language(features)[0])][2:-2]
+        kwargs = {"generate_kwargs": {"num_beams": 1, "max_new_tokens": 5}}
+        explicit = {"generate_kwargs": {**kwargs["generate_kwargs"], "language": language, "task": "transcribe"}}
+        assert_same(ours(x, **kwargs), theirs(x, **explicit))

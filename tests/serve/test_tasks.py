@@ -44,7 +44,60 @@ CASES = {
     # transformers 4.57.6 has no conversational pipeline: its answer is our text-generation chat reply.
     "conversational": ("conversational", ("qwen2", "causal-lm", {}),
                        [[{"role": "user", "content": t}] for t in TEXTS], GREEDY),
+    # Image and audio tasks: the model is ("vision", arch, head) for tests/fixtures/vision_checkpoints.py; inputs
+    # IMAGES / AUDIO are files written per test, sent as paths (JSON) and once more as a raw body.
+    "image-classification": ("image-classification", ("vision", "vit", "image-classification"), "IMAGES",
+                             {"top_k": 3}),
+    "image-feature-extraction": ("image-feature-extraction", ("vision", "vit", "base"), "IMAGES", {}),
+    "zero-shot-image-classification": ("zero-shot-image-classification",
+                                       ("vision", "clip", "zero-shot-image-classification"), "IMAGES",
+                                       {"candidate_labels": ["cat", "dog", "car"]}),
+    "object-detection": ("object-detection", ("vision", "detr", "object-detection"), "IMAGES", {"threshold": 0.0}),
+    "audio-classification": ("audio-classification", ("wav2vec2", "audio-classification", {}), "AUDIO",
+                             {"top_k": 2}),
+    "automatic-speech-recognition": ("automatic-speech-recognition", ("whisper-en", "speech-seq2seq", {}), "AUDIO",
+                                     {"generate_kwargs": {"num_beams": 1, "max_new_tokens": 5}}),
 }
+MEDIA_TYPES = {"IMAGES": "image/png", "AUDIO": "audio/wav"}
+
+
+def _media_files(kind: str, folder) -> list[str]:
+    """Three files of different sizes / lengths, as paths (the server reads them as a pipeline would)."""
+    paths = []
+    if kind == "IMAGES":
+        from fixtures.images import make_image
+
+        for i, (w, h) in enumerate([(64, 48), (37, 91), (64, 48)]):
+            make_image(w, h, "RGB", i).save(folder / f"image{i}.png")
+            paths.append(str(folder / f"image{i}.png"))
+    else:
+        import soundfile
+
+        from fixtures.audio import signal
+
+        for i, seconds in enumerate((1.0, 0.3, 0.7)):
+            soundfile.write(folder / f"audio{i}.wav", signal(seconds, seed=i), 16000)
+            paths.append(str(folder / f"audio{i}.wav"))
+    return paths
+
+
+def _decoded(x):
+    """transformers reads audio files through an ffmpeg binary (none here): give it the decoded samples."""
+    if isinstance(x, str) and x.endswith(".wav"):
+        import soundfile
+
+        samples, rate = soundfile.read(x, dtype="float32")
+        return {"raw": samples, "sampling_rate": rate}
+    return x
+
+
+def _model(spec, checkpoint):
+    if spec[0] == "vision":
+        from fixtures.vision_checkpoints import build_vision
+
+        return build_vision(*spec[1:])
+    arch, head, overrides = spec
+    return checkpoint(arch, head, **overrides)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -66,7 +119,7 @@ def _expected(task, path, inputs, parameters, tmp_path):
         import transformers
 
         oracle = transformers.pipeline(task, model=str(path), device="cpu")
-        return [oracle(x, **parameters) for x in inputs]
+        return [oracle(_decoded(x), **parameters) for x in inputs]
     chat = inferline.pipeline("text-generation", model=str(path), device="cpu")
     return [x + [{"role": "assistant", "content": chat(x, return_full_text=False, **parameters)[0]["generated_text"]}]
             for x in inputs]
@@ -76,8 +129,11 @@ def _expected(task, path, inputs, parameters, tmp_path):
 def test_each_task_answers_as_transformers(task, checkpoint, tmp_path):
     if task not in CASES:
         pytest.skip(f"no serving case for {task!r} yet: add a row to CASES in {__file__}")
-    name, (arch, head, overrides), inputs, parameters = CASES[task]
-    path = checkpoint(arch, head, **overrides)
+    name, spec, inputs, parameters = CASES[task]
+    path = _model(spec, checkpoint)
+    media = MEDIA_TYPES.get(inputs) if isinstance(inputs, str) else None
+    if media:
+        inputs = _media_files(inputs, tmp_path)
     if task == "conversational":
         import json
         import shutil
@@ -97,3 +153,8 @@ def test_each_task_answers_as_transformers(task, checkpoint, tmp_path):
         metrics = client.get("/metrics").text
         assert "inferline_batch_size_count" in metrics
         assert client.post("/", json={"inputs": inputs[0], "parameters": {"no_such_parameter": 1}}).status_code == 422
+        if media and not parameters.get("candidate_labels"):  # a raw file body: the input itself, default parameters
+            with open(inputs[0], "rb") as file:
+                raw = client.post("/", content=file.read(), headers={"content-type": media})
+            assert raw.status_code == 200, raw.text
+            assert_same(raw.json(), _expected(name, path, inputs[:1], {}, tmp_path)[0])
