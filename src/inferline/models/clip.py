@@ -18,9 +18,8 @@ from torch import nn
 
 from .config import ModelConfig
 from .kernels import FastLinear as Linear
-from .layers import activation
 from .registry import Family
-from .vision import CLIP_BLOCK_RENAMES, PatchEmbeddings, PreNormEncoder
+from .vision import CLIP_BLOCK_RENAMES, Activation, PatchEmbeddings, PreNormEncoder
 from .weights import WeightMap
 
 TOWER_DEFAULTS = {  # transformers' CLIP/SigLIP text and vision config defaults
@@ -130,21 +129,12 @@ class AttentionPoolingHead(nn.Module):
         self.layernorm = nn.LayerNorm(C, eps=v["layer_norm_eps"])
         self.mlp = nn.Sequential()
         self.mlp.add_module("fc1", Linear(C, v["intermediate_size"]))
-        self.mlp.add_module("act", _Activation(v["hidden_act"]))
+        self.mlp.add_module("act", Activation(v["hidden_act"]))
         self.mlp.add_module("fc2", Linear(v["intermediate_size"], C))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.attention(self.probe.expand(x.shape[0], -1, -1), x, x, need_weights=False)[0]  # (B, 1, C)
         return (h + self.mlp(self.layernorm(h)))[:, 0]
-
-
-class _Activation(nn.Module):
-    def __init__(self, name: str):
-        super().__init__()
-        self.fn = activation(name)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
 
 
 class VisionTower(nn.Module):
