@@ -46,6 +46,12 @@ def test_input_forms(pair):
                 theirs(image, candidate_labels="cat, dog,car", threshold=0.5))
     dicts = [{"image": IMAGES[0], "candidate_labels": LABELS}, {"image": IMAGES[2], "candidate_labels": OTHER}]
     assert_same(ours(dicts, threshold=0.5), theirs(dicts, threshold=0.5))
+    # a dict's own labels win over the call's (which serve the items without any)
+    assert_same(ours(dicts + [IMAGES[3]], candidate_labels=OTHER, threshold=0.5),
+                theirs(dicts, threshold=0.5) + [theirs(IMAGES[3], candidate_labels=OTHER, threshold=0.5)])
+    construction_time = type(ours)(ours.model, tokenizer=ours.tokenizer, image_processor=ours.image_processor,
+                                   task=ours.task, candidate_labels=LABELS)
+    assert_same(construction_time(image, threshold=0.5), expected)
     per_image = [LABELS, OTHER]
     assert_same(ours(IMAGES[:2], candidate_labels=per_image, threshold=0.5),
                 theirs(IMAGES[:2], candidate_labels=per_image, threshold=0.5))
@@ -105,8 +111,8 @@ def test_bad_inputs(pair):
         ours(IMAGES[:3], candidate_labels=[LABELS, OTHER])
     with pytest.raises(ValueError, match="zero-shot-object-detection takes"):
         ours([{"picture": IMAGES[0], "candidate_labels": LABELS}])
-    with pytest.raises(ValueError, match="inside each dict"):
-        ours({"image": IMAGES[0], "candidate_labels": LABELS}, candidate_labels=LABELS)
+    with pytest.raises(TypeError, match="candidate_labels"):
+        ours(IMAGES[0], candidate_labels=[["a"], "b"])
     with pytest.raises(TypeError, match="threshold"):
         ours(IMAGES[0], candidate_labels=LABELS, threshold="high")
     with pytest.raises(ValueError, match="top_k"):

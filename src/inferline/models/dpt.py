@@ -16,25 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
 from .kernels import FastLinear as Linear
 from .registry import Family
 from .vision import VISION_INPUTS, Activation, PreNormEncoder, TokenEmbeddings
+from .vit import ViTConfig
 from .weights import WeightMap
 
 
 @dataclass
-class DPTConfig(ModelConfig):
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    layer_norm_eps: float = 1e-12
+class DPTConfig(ViTConfig):
     image_size: int = 384
-    patch_size: int = 16
-    num_channels: int = 3
-    qkv_bias: bool = True
     is_hybrid: bool = False
     backbone_config: dict | None = None
     backbone: str | None = None
@@ -96,7 +87,7 @@ class ReassembleStage(nn.Module):
 
 
 class ResidualUnit(nn.Module):
-    """ReLU → conv3x3 [→ BN] → ReLU → conv3x3 [→ BN], plus the input (the pre-activation residual conv unit)."""
+    """ReLU → conv3x3 [→ BN] → ReLU → conv3x3 [→ BN], plus the input (a pre-activation residual conv unit)."""
 
     def __init__(self, size: int, batch_norm: bool = False, bias: bool = True):
         super().__init__()
@@ -172,7 +163,7 @@ class DepthModel(nn.Module):
         super().__init__()
         self.backbone_name = backbone_name
         self.add_module(backbone_name, backbone)
-        self.neck, self.depth_head = neck, head  # `head` is the checkpoint's name; the registry's model.head is the kind
+        self.neck, self.depth_head = neck, head  # the checkpoint's `head`; registry's model.head names the kind
         self.patch_size, self.square_grid = patch_size, square_grid
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -231,8 +222,8 @@ def build(c: DPTConfig, head: str) -> nn.Module:
 
 
 HEAD_RENAMES = [(r"^head\.", "depth_head.")]
-# The ViT's final LayerNorm is in the checkpoint but DPT reads the layers before it.
-WEIGHTS = WeightMap(renames=HEAD_RENAMES, unused=[r"^dpt\.layernorm\."])
+# The ViT's final LayerNorm (and, in older conversions, a pooler) are stored; DPT reads the layers before them.
+WEIGHTS = WeightMap(renames=HEAD_RENAMES, unused=[r"^dpt\.layernorm\.", r"^dpt\.pooler\."])
 
 FAMILY = Family("dpt", DPTConfig, ("depth-estimation",), build, lambda c, head: WEIGHTS, lambda c: "",
                 input_names=VISION_INPUTS, max_tokens=lambda c: None)

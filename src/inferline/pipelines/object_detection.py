@@ -22,6 +22,12 @@ def corners(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
 
 
+def checked_threshold(threshold):
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise TypeError(f"`threshold` must be a number; got {type(threshold).__name__}: {threshold!r}.")
+    return threshold
+
+
 class ObjectDetectionPipeline(SameSizeBatches, ImagePipelineMixin, Pipeline):
     """`threshold` (0.5), `timeout`; boxes in the input image's pixels, as ints."""
 
@@ -29,10 +35,8 @@ class ObjectDetectionPipeline(SameSizeBatches, ImagePipelineMixin, Pipeline):
         if unknown:
             raise TypeError(f"Unknown parameter(s) for object-detection: {sorted(unknown)}. Accepted: threshold, "
                             f"timeout.")
-        if threshold is not None and not isinstance(threshold, (int, float)):
-            raise TypeError(f"`threshold` must be a number; got {type(threshold).__name__}: {threshold!r}.")
         return ({"timeout": timeout} if timeout is not None else {}), {}, \
-            ({"threshold": threshold} if threshold is not None else {})
+            ({"threshold": checked_threshold(threshold)} if threshold is not None else {})
 
     def preprocess(self, image, timeout=None):
         inputs, picture = self.pixel_inputs(image, timeout)

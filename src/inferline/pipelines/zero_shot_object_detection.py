@@ -16,12 +16,10 @@ label); scores are independent sigmoids, so the results are the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 
-from .base import Pipeline, _is_dataset
-from .object_detection import corners
+from .base import Pipeline
+from .object_detection import checked_threshold, corners
 from .vision import ImagePipelineMixin, SameSizeBatches, encode_texts
 
 FORMS = ("an image with candidate_labels=[...], a dict {'image': ..., 'candidate_labels': [...]}, or a list or "
@@ -40,40 +38,46 @@ class ZeroShotObjectDetectionPipeline(SameSizeBatches, ImagePipelineMixin, Pipel
             if image is not None:
                 raise ValueError("Pass the images either positionally or as `images=`, not both.")
             image = kwargs.pop("images")
-        if isinstance(image, (list, tuple)) and image and not any(isinstance(x, dict) for x in image):
-            inputs = [{"image": x, "candidate_labels": labels} for x, labels in
-                      zip(image, _per_image(candidate_labels, len(image)))]
-        elif image is None or isinstance(image, (dict, list, tuple, Iterator)) or _is_dataset(image):
-            if candidate_labels is not None:
-                raise ValueError("`candidate_labels` goes inside each dict when the inputs are dicts; got both.")
-            inputs = image
-        else:
-            inputs = {"image": image, "candidate_labels": candidate_labels}
-        return super().__call__(inputs, **kwargs)
+        if isinstance(image, (list, tuple)) and image and not any(isinstance(x, dict) for x in image) \
+                and _is_list_of_lists(candidate_labels):  # one label list per image
+            if len(candidate_labels) != len(image):
+                raise ValueError(f"`candidate_labels` has {len(candidate_labels)} label lists for {len(image)} "
+                                 f"images; give one list per image, or one list for all of them.")
+            return super().__call__([{"image": x, "candidate_labels": labels}
+                                     for x, labels in zip(image, candidate_labels)], **kwargs)
+        if candidate_labels is not None:
+            kwargs["candidate_labels"] = candidate_labels
+        return super().__call__(image, **kwargs)
 
-    def _sanitize_parameters(self, threshold=None, top_k=None, timeout=None, **unknown):
+    def _sanitize_parameters(self, candidate_labels=None, threshold=None, top_k=None, timeout=None, **unknown):
         if unknown:
             raise TypeError(f"Unknown parameter(s) for zero-shot-object-detection: {sorted(unknown)}. Accepted: "
                             f"candidate_labels, threshold, top_k, timeout.")
-        post = {}
+        pre, post = {}, {}
+        if candidate_labels is not None:
+            pre["candidate_labels"] = _labels(candidate_labels)
+        if timeout is not None:
+            pre["timeout"] = timeout
         if threshold is not None:
-            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-                raise TypeError(f"`threshold` must be a number; got {type(threshold).__name__}: {threshold!r}.")
-            post["threshold"] = threshold
+            post["threshold"] = checked_threshold(threshold)
         if top_k is not None:
             if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
                 raise ValueError(f"`top_k` must be a non-negative int (0 or None: every detection); got {top_k!r}.")
             post["top_k"] = top_k
-        return ({"timeout": timeout} if timeout is not None else {}), {}, post
+        return pre, {}, post
 
-    def preprocess(self, item, timeout=None):
-        if not isinstance(item, dict) or "image" not in item:
-            raise ValueError(f"zero-shot-object-detection takes {FORMS}; got {type(item).__name__}.")
-        labels = _labels(item.get("candidate_labels"))
-        inputs, picture = self.pixel_inputs(item["image"], timeout)
-        options = self.model.text_padding
+    def preprocess(self, item, candidate_labels=None, timeout=None):
+        """An image (with the call's candidate_labels) or a dict {"image", "candidate_labels"} (its own win)."""
+        if isinstance(item, dict):
+            if "image" not in item:
+                raise ValueError(f"zero-shot-object-detection takes {FORMS}; got a dict with keys {sorted(item)}.")
+            image, labels = item["image"], item.get("candidate_labels", candidate_labels)
+        else:
+            image, labels = item, candidate_labels
+        labels = _labels(labels)
+        inputs, picture = self.pixel_inputs(image, timeout)
         try:
-            ids, mask = encode_texts(self.tokenizer, labels, **options)
+            ids, mask = encode_texts(self.tokenizer, labels, **self.model.text_padding)
         except ValueError as error:
             raise ValueError(f"`candidate_labels`: {error}") from None
         return {**inputs, "input_ids": ids, "attention_mask": mask, "candidate_labels": labels,
@@ -127,11 +131,5 @@ def _labels(labels) -> list[str]:
     return list(labels)
 
 
-def _per_image(labels, count: int) -> list:
-    """A list of images' labels: one list per image, or one list (or string) shared by all of them."""
-    if isinstance(labels, (list, tuple)) and labels and all(isinstance(x, (list, tuple)) for x in labels):
-        if len(labels) != count:
-            raise ValueError(f"`candidate_labels` has {len(labels)} label lists for {count} images; give one list "
-                             f"per image, or one list for all of them.")
-        return list(labels)
-    return [labels] * count
+def _is_list_of_lists(labels) -> bool:
+    return isinstance(labels, (list, tuple)) and bool(labels) and all(isinstance(x, (list, tuple)) for x in labels)
