@@ -112,8 +112,9 @@ class ZeroShotObjectDetectionPipeline(SameSizeBatches, ImagePipelineMixin, Pipel
         results = []
         for j, label in enumerate(labels):  # label by label, patches in order, as transformers lists them
             column = scores[:, j]
-            for p in ((column > threshold) & (column != 0)).nonzero()[:, 0].tolist():
-                results.append({"score": column[p].item(), "label": label,
+            kept = ((column > threshold) & (column != 0)).nonzero()[:, 0]  # a masked query scores exactly 0
+            for p, score in zip(kept.tolist(), column[kept].tolist()):
+                results.append({"score": score, "label": label,
                                 "box": dict(zip(("xmin", "ymin", "xmax", "ymax"), boxes[p]))})
         results = sorted(results, key=lambda r: r["score"], reverse=True)
         return results[:top_k] if top_k else results
