@@ -45,9 +45,9 @@ class DepthEstimationPipeline(SameSizeBatches, ImagePipelineMixin, Pipeline):
     def postprocess(self, model_outputs):
         from PIL import Image
 
-        depth = model_outputs["predicted_depth"][:, None]  # (1, 1, H', W')
+        depth = model_outputs["predicted_depth"][:, None].float()  # (1, 1, H', W'); resized in float32
         depth = F.interpolate(depth, size=model_outputs["target_size"], mode="bicubic", align_corners=False)[0, 0]
-        values = depth.detach().float().numpy()
+        values = depth.numpy()
         low, high = values.min(), values.max()
         scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
         return {"predicted_depth": depth, "depth": Image.fromarray((scaled * 255).astype("uint8"))}
