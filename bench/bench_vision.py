@@ -8,7 +8,9 @@ labels) is built once with transformers and cached. Inputs are synthetic 640x480
 A DETR-ResNet-50-shaped detector (DetrConfig defaults with transformers' ResNet-50 backbone names, since
 timm cannot be installed here) likewise. Rows: image-classification images/s at batch_size 1 and 16 and
 object-detection images/s (preprocessing included), and each image processor alone (images/s), since it
-is often the bottleneck. Ratios > 1 mean inferline is better.
+is often the bottleneck; then zero-shot-object-detection on an OWL-ViT-B/32-shaped checkpoint (5 labels per
+image: transformers runs the whole model per label) and depth-estimation on a DPT-large-shaped one.
+Ratios > 1 mean inferline is better.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from _common import CACHE, LIBS, Rows, best_of, finish_machine, machine, make_pipeline, save, table
+from _common import CACHE, LIBS, Rows, best_of, finish_machine, fixtures, machine, make_pipeline, save, table
 
 PROCESSOR = {"image_processor_type": "ViTImageProcessor", "size": {"height": 224, "width": 224}, "resample": 2,
              "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
@@ -57,6 +59,51 @@ def build_detr() -> Path:
     (tmp / "preprocessor_config.json").write_text(json.dumps(
         {"feature_extractor_type": "DetrFeatureExtractor", "size": 800, "max_size": 1333, "do_normalize": True,
          "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "format": "coco_detection"}))
+    tmp.rename(folder)
+    return folder
+
+
+def build_owlvit() -> Path:
+    """google/owlvit-base-patch32's shape (OwlViTConfig defaults: 768 px, patch 32), random seeded weights, with the
+    fixture corpus's byte-level tokenizer (CLIP's vocabulary is not available offline)."""
+    folder = CACHE / "owlvit-base-zero-shot-object-detection-v1"
+    if (folder / "config.json").is_file():
+        return folder
+    import torch
+    import transformers
+
+    fixtures()  # puts tests/ on sys.path
+    from fixtures.vision_checkpoints import owlvit_tokenizer
+
+    config = transformers.OwlViTConfig(text_config={"vocab_size": 400})
+    torch.manual_seed(0)
+    model = transformers.OwlViTForObjectDetection(config)
+    tmp = folder.with_name(folder.name + ".tmp")
+    model.save_pretrained(tmp)
+    owlvit_tokenizer().save_pretrained(tmp)
+    (tmp / "preprocessor_config.json").write_text(json.dumps({"image_processor_type": "OwlViTImageProcessor"}))
+    tmp.rename(folder)
+    return folder
+
+
+def build_dpt() -> Path:
+    """Intel/dpt-large's shape (ViT-L/16 at 384 px, neck [256, 512, 1024, 1024]), random seeded weights."""
+    folder = CACHE / "dpt-large-depth-estimation-v1"
+    if (folder / "config.json").is_file():
+        return folder
+    import torch
+    import transformers
+
+    config = transformers.DPTConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                    intermediate_size=4096, backbone_out_indices=[5, 11, 17, 23],
+                                    neck_hidden_sizes=[256, 512, 1024, 1024])
+    torch.manual_seed(0)
+    model = transformers.DPTForDepthEstimation(config)
+    tmp = folder.with_name(folder.name + ".tmp")
+    model.save_pretrained(tmp)
+    (tmp / "preprocessor_config.json").write_text(json.dumps(
+        {"feature_extractor_type": "DPTFeatureExtractor", "size": 384, "keep_aspect_ratio": False, "resample": 2,
+         "ensure_multiple_of": 1, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}))
     tmp.rename(folder)
     return folder
 
@@ -111,6 +158,26 @@ def main() -> None:
              {lib: len(inputs) / result["best_s"][lib] for lib in LIBS}, "higher",
              {"agreement": f"{same}/{len(inputs)} images with identical labels and boxes"})
     processor_row(rows, "image processor alone (DETR, 640x480 → 800x1066)", detectors, images(4, seed=8), repeats)
+    del detectors
+    labels = ["a cat", "a dog", "a car", "a tree", "a boat"]
+    finders = {lib: make_pipeline(lib, "zero-shot-object-detection", build_owlvit()) for lib in LIBS}
+    inputs = images(2 if args.quick else 4, seed=11)
+    result = best_of({lib: (lambda p=finders[lib]: [p(x, candidate_labels=labels) for x in inputs]) for lib in LIBS},
+                     repeats)
+    same = sum([(d["label"], d["box"]) for d in a] == [(d["label"], d["box"]) for d in b]
+               for a, b in zip(result["outputs"]["inferline"], result["outputs"]["transformers"]))
+    rows.add("zero-shot-object-detection OWL-ViT-B/32, 5 labels (640x480 → 768)", "images/s",
+             {lib: len(inputs) / result["best_s"][lib] for lib in LIBS}, "higher",
+             {"agreement": f"{same}/{len(inputs)} images with identical labels and boxes"})
+    del finders
+    depth = {lib: make_pipeline(lib, "depth-estimation", build_dpt()) for lib in LIBS}
+    inputs = images(2 if args.quick else 4, seed=13)
+    result = best_of({lib: (lambda p=depth[lib]: p(inputs)) for lib in LIBS}, repeats)
+    worst = max(float((a["predicted_depth"] - b["predicted_depth"]).abs().max())
+                for a, b in zip(result["outputs"]["inferline"], result["outputs"]["transformers"]))
+    rows.add("depth-estimation DPT-large bs 1 (640x480 → 384)", "images/s",
+             {lib: len(inputs) / result["best_s"][lib] for lib in LIBS}, "higher",
+             {"agreement": f"predicted_depth within {worst:.1e}"})
     report = {"machine": finish_machine(info), "rows": rows.rows, "notes": notes}
     save(report, table("Vision pipelines (CPU)", report), "vision", args.quick)
 

@@ -11,6 +11,7 @@ padded to 64 tokens. The model declares `scores` and `text_padding`; pipelines r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +19,8 @@ from torch import nn
 
 from .config import ModelConfig
 from .kernels import FastLinear as Linear
-from .layers import activation
 from .registry import Family
-from .vision import CLIP_BLOCK_RENAMES, PatchEmbeddings, PreNormEncoder
+from .vision import CLIP_BLOCK_RENAMES, Activation, PatchEmbeddings, PreNormEncoder
 from .weights import WeightMap
 
 TOWER_DEFAULTS = {  # transformers' CLIP/SigLIP text and vision config defaults
@@ -44,13 +44,24 @@ class ClipConfig(ModelConfig):
     text_config: dict = field(default_factory=dict)
     vision_config: dict = field(default_factory=dict)
     projection_dim: int = 512
+    tower_defaults: ClassVar[dict] = TOWER_DEFAULTS
 
     @property
     def siglip(self) -> bool:
         return self.model_type == "siglip"
 
+    @property
+    def variant(self) -> str:
+        return "siglip" if self.siglip else "clip"
+
+    @property
+    def pool_at_max_id(self) -> bool:
+        """CLIP's text tower pools at the end-of-text token; checkpoints with eos_token_id 2 (the old default)
+        pool at the largest token id instead."""
+        return self.tower("text").get("eos_token_id") == 2
+
     def tower(self, kind: str) -> dict:
-        defaults = TOWER_DEFAULTS[("siglip" if self.siglip else "clip", kind)]
+        defaults = self.tower_defaults[(self.variant, kind)]
         given = self.text_config if kind == "text" else self.vision_config
         return {**defaults, **{k: v for k, v in (given or {}).items() if k in defaults and v is not None}}
 
@@ -74,12 +85,12 @@ class TextEmbeddings(nn.Module):
 class TextTower(nn.Module):
     """Token + position embeddings → encoder → final LayerNorm → one pooled vector per text."""
 
-    def __init__(self, t: dict, siglip: bool):
+    def __init__(self, t: dict, siglip: bool, pool_at_max_id: bool = False):
         super().__init__()
         self.embeddings = TextEmbeddings(t)
         self.encoder = _encoder(t)
         self.final_layer_norm = nn.LayerNorm(t["hidden_size"], eps=t["layer_norm_eps"])
-        self.causal, self.eos_token_id = not siglip, t.get("eos_token_id")
+        self.causal, self.eos_token_id, self.pool_at_max_id = not siglip, t.get("eos_token_id"), pool_at_max_id
         self.head = Linear(t["hidden_size"], t["projection_size"] or t["hidden_size"]) if siglip else None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -95,8 +106,8 @@ class TextTower(nn.Module):
         x = self.final_layer_norm(self.encoder(x, mask))
         if self.head is not None:  # SigLIP: the last position
             return self.head(x[:, -1])
-        # CLIP: the end-of-text token; checkpoints with eos_token_id 2 (the old default) take the largest id
-        where = input_ids.argmax(-1) if self.eos_token_id == 2 else (input_ids == self.eos_token_id).int().argmax(-1)
+        # CLIP: the end-of-text token, or the largest id (old CLIP checkpoints, OWL-ViT)
+        where = input_ids.argmax(-1) if self.pool_at_max_id else (input_ids == self.eos_token_id).int().argmax(-1)
         return x[torch.arange(L, device=x.device), where]  # (L, C)
 
 
@@ -130,21 +141,12 @@ class AttentionPoolingHead(nn.Module):
         self.layernorm = nn.LayerNorm(C, eps=v["layer_norm_eps"])
         self.mlp = nn.Sequential()
         self.mlp.add_module("fc1", Linear(C, v["intermediate_size"]))
-        self.mlp.add_module("act", _Activation(v["hidden_act"]))
+        self.mlp.add_module("act", Activation(v["hidden_act"]))
         self.mlp.add_module("fc2", Linear(v["intermediate_size"], C))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.attention(self.probe.expand(x.shape[0], -1, -1), x, x, need_weights=False)[0]  # (B, 1, C)
         return (h + self.mlp(self.layernorm(h)))[:, 0]
-
-
-class _Activation(nn.Module):
-    def __init__(self, name: str):
-        super().__init__()
-        self.fn = activation(name)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
 
 
 class VisionTower(nn.Module):
@@ -158,11 +160,15 @@ class VisionTower(nn.Module):
         self.head = AttentionPoolingHead(v) if siglip and v["vision_use_head"] else None
         self.siglip = siglip
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The encoder's output tokens (B, T, C), before post_layernorm."""
         x = self.embeddings(pixel_values)
         if self.pre_layrnorm is not None:
             x = self.pre_layrnorm(x)
-        x = self.encoder(x)
+        return self.encoder(x)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = self.hidden_states(pixel_values)
         if not self.siglip:
             return self.post_layernorm(x[:, 0])  # (B, C)
         x = self.post_layernorm(x)
@@ -175,7 +181,7 @@ class DualEncoder(nn.Module):
     def __init__(self, c: ClipConfig):
         super().__init__()
         t, v = c.tower("text"), c.tower("vision")
-        self.text_model = TextTower(t, c.siglip)
+        self.text_model = TextTower(t, c.siglip, c.pool_at_max_id)
         self.vision_model = VisionTower(v, c.siglip)
         if not c.siglip:
             self.visual_projection = Linear(v["hidden_size"], c.projection_dim, bias=False)

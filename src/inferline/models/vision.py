@@ -35,32 +35,34 @@ class PatchEmbeddings(nn.Module):
         return grid.flatten(2).transpose(1, 2)  # (B, C, h, w) → (B, h*w, C)
 
 
-def interpolate_positions(table: torch.Tensor, extra_tokens: int, grid_h: int, grid_w: int) -> torch.Tensor:
-    """(1, extra + N, C) position table → (1, extra + grid_h*grid_w, C): the patch part resized bicubically
-    on its square grid (transformers' interpolate_pos_encoding)."""
+def interpolate_positions(table: torch.Tensor, extra_tokens: int, grid_h: int, grid_w: int,
+                          mode: str = "bicubic") -> torch.Tensor:
+    """(1, extra + N, C) position table → (1, extra + grid_h*grid_w, C): the patch part resized on its square
+    grid (transformers' interpolate_pos_encoding; DPT's _resize_pos_embed is the bilinear one)."""
     extra, patches = table[:, :extra_tokens], table[:, extra_tokens:]
     side, dim = int(patches.shape[1] ** 0.5), patches.shape[-1]
     grid = patches.reshape(1, side, side, dim).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=(grid_h, grid_w), mode="bicubic", align_corners=False).to(table.dtype)
+    grid = F.interpolate(grid.float(), size=(grid_h, grid_w), mode=mode, align_corners=False).to(table.dtype)
     return torch.cat((extra, grid.permute(0, 2, 3, 1).reshape(1, -1, dim)), dim=1)
 
 
 class TokenEmbeddings(nn.Module):
     """Patches with a class token (and DeiT's distillation token) in front, plus position embeddings.
 
-    `interpolate`: resize the position grid to any input (DINOv2 always does); otherwise the input must
-    have the configured image size, as transformers requires.
+    `interpolate`: resize the position grid to any input (DINOv2 always does, bicubically; DPT bilinearly, as
+    `position_mode` says); otherwise the input must have the configured image size, as transformers requires.
     """
 
     def __init__(self, num_channels: int, hidden_size: int, patch_size: int, image_size: int,
-                 distillation: bool = False, mask_token: bool = False, interpolate: bool = False):
+                 distillation: bool = False, mask_token: bool = False, interpolate: bool = False,
+                 position_mode: str = "bicubic"):
         super().__init__()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, hidden_size))
         self.distillation_token = nn.Parameter(torch.zeros(1, 1, hidden_size)) if distillation else None
         self.mask_token = nn.Parameter(torch.zeros(1, hidden_size)) if mask_token else None  # unused at inference
         self.patch_embeddings = PatchEmbeddings(num_channels, hidden_size, patch_size)
         self.extra_tokens = 2 if distillation else 1
-        self.image_size, self.interpolate = image_size, interpolate
+        self.image_size, self.interpolate, self.position_mode = image_size, interpolate, position_mode
         grid = image_size // patch_size
         self.position_embeddings = nn.Parameter(torch.zeros(1, grid * grid + self.extra_tokens, hidden_size))
 
@@ -76,7 +78,7 @@ class TokenEmbeddings(nn.Module):
         x = torch.cat((*tokens, x), dim=1)
         positions = self.position_embeddings
         if x.shape[1] != positions.shape[1] or H != W:
-            positions = interpolate_positions(positions, self.extra_tokens, H // p, W // p)
+            positions = interpolate_positions(positions, self.extra_tokens, H // p, W // p, self.position_mode)
         return x + positions
 
 
@@ -144,6 +146,15 @@ class PreNormEncoder(nn.Module):
             x = layer(x, mask)  # mask: additive (B, 1, T|1, T) or None
         return x
 
+    def collect(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
+        """The outputs of the layers numbered in `layers` (0-based, in that order), each (B, T, C); layers past
+        the last one asked for are not run (DPT's and Depth Anything's intermediate features)."""
+        outputs = {}
+        for i, layer in enumerate(self.layer[: max(layers) + 1]):
+            x = layer(x)
+            outputs[i] = x
+        return [outputs[i] for i in layers]
+
 
 class Pooler(nn.Module):
     """First token → dense → activation (ViT's / DeiT's `pooler`)."""
@@ -155,6 +166,17 @@ class Pooler(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.act(self.dense(hidden[:, 0]))
+
+
+class Activation(nn.Module):
+    """An activation by name as a module, for checkpoints that keep one inside an nn.Sequential."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.fn = activation(name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
 
 
 class ChannelsFirstLayerNorm(nn.LayerNorm):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from .base import Pipeline
-from .vision import ImagePipelineMixin
+from .vision import ImagePipelineMixin, SameSizeBatches
 
 
 def corners(boxes: torch.Tensor) -> torch.Tensor:
@@ -22,32 +22,25 @@ def corners(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
 
 
-class ObjectDetectionPipeline(ImagePipelineMixin, Pipeline):
+def checked_threshold(threshold):
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise TypeError(f"`threshold` must be a number; got {type(threshold).__name__}: {threshold!r}.")
+    return threshold
+
+
+class ObjectDetectionPipeline(SameSizeBatches, ImagePipelineMixin, Pipeline):
     """`threshold` (0.5), `timeout`; boxes in the input image's pixels, as ints."""
 
     def _sanitize_parameters(self, threshold=None, timeout=None, **unknown):
         if unknown:
             raise TypeError(f"Unknown parameter(s) for object-detection: {sorted(unknown)}. Accepted: threshold, "
                             f"timeout.")
-        if threshold is not None and not isinstance(threshold, (int, float)):
-            raise TypeError(f"`threshold` must be a number; got {type(threshold).__name__}: {threshold!r}.")
         return ({"timeout": timeout} if timeout is not None else {}), {}, \
-            ({"threshold": threshold} if threshold is not None else {})
+            ({"threshold": checked_threshold(threshold)} if threshold is not None else {})
 
     def preprocess(self, image, timeout=None):
         inputs, picture = self.pixel_inputs(image, timeout)
         return {**inputs, "target_size": (picture.height, picture.width)}
-
-    def _forward_window(self, pieces, batch_size, fwd):
-        """Batch only images of one processed size (padding would change the detections)."""
-        groups: dict[tuple, list[int]] = {}
-        for i, piece in enumerate(pieces):
-            groups.setdefault(tuple(piece["pixel_values"].shape), []).append(i)
-        results = [None] * len(pieces)
-        for rows in groups.values():
-            for i, out in zip(rows, super()._forward_window([pieces[i] for i in rows], batch_size, fwd)):
-                results[i] = out
-        return results
 
     def _model_input_names(self):
         return tuple(self.model.input_names) + ("pixel_mask",)

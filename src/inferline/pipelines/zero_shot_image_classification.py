@@ -15,7 +15,7 @@ import warnings
 import torch
 
 from .base import Pipeline
-from .vision import ImagePipelineMixin
+from .vision import ImagePipelineMixin, encode_texts
 from .zero_shot_classification import hypotheses, parse_labels
 
 DEFAULT_TEMPLATE = "This is a photo of {}."
@@ -56,18 +56,8 @@ class ZeroShotImageClassificationPipeline(ImagePipelineMixin, Pipeline):
                              "candidate_labels=['cat', 'dog'].")
         inputs = self.pixel_inputs(image, timeout)[0]
         options = {**self.model.text_padding, **(tokenizer_kwargs or {})}
-        ids, mask = self._encode(hypotheses(hypothesis_template, candidate_labels), **options)
+        ids, mask = encode_texts(self.tokenizer, hypotheses(hypothesis_template, candidate_labels), **options)
         return {**inputs, "input_ids": ids, "attention_mask": mask, "candidate_labels": candidate_labels}
-
-    def _encode(self, texts, padding=True, max_length=None, truncation=False):
-        rows = [e[0].ids for e in self.tokenizer.encode_batch(texts, truncation=truncation, max_length=max_length)]
-        width = max_length if padding == "max_length" and max_length else max(map(len, rows))
-        pad = self.tokenizer.pad_token_id or 0
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row, dtype=torch.long), 1
-        return ids, mask  # (L, T)
 
     def _forward(self, model_inputs):
         pixels = self.model_dtype_inputs({"pixel_values": model_inputs["pixel_values"]})["pixel_values"]
