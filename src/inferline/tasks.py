@@ -98,7 +98,7 @@ _SPECS = [
     TaskSpec("zero-shot-object-detection", None, ("zero-shot-object-detection",),
              "google/owlvit-base-patch32", "cbc355f", "multimodal"),
     TaskSpec("depth-estimation", None, ("depth-estimation",), "Intel/dpt-large", "bc15f29", "image"),
-    TaskSpec("image-to-text", None, ("vision2seq",), "ydshieh/vit-gpt2-coco-en", "5bebf1e", "multimodal"),
+    TaskSpec("image-to-text", _P + "image_to_text.ImageToTextPipeline", ("vision2seq",), "ydshieh/vit-gpt2-coco-en", "5bebf1e", "multimodal"),
     TaskSpec("image-text-to-text", None, ("image-text-to-text",),
              "llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "2c9ba3b", "multimodal"),
     TaskSpec("image-to-image", None, ("image-to-image",), "caidas/swin2SR-classical-sr-x2-64", "cee1c92", "image"),

@@ -30,6 +30,7 @@ MODEL_TYPES = {
     "clip": "clip", "siglip": "clip", "yolos": "yolos", "detr": "detr",
     "wav2vec2": "wav2vec2", "hubert": "wav2vec2",
     "whisper": "whisper",
+    "vision-encoder-decoder": "vision_encoder_decoder", "blip": "blip",
 }
 
 
