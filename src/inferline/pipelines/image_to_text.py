@@ -85,6 +85,7 @@ class ImageToTextPipeline(GenerationDefaults, ImagePipelineMixin, Pipeline):
             prompt_ids = self.model.prompt_ids(None)
         decoder_prompt = None if prompt_ids is None else \
             torch.tensor([prompt_ids], dtype=torch.long, device=pixel_values.device).expand(B, -1)
+        self._check_length(config, 1 if prompt_ids is None else len(prompt_ids))
         output_ids = generate(self.model, pixel_values, None, config, streamer=generate_kwargs.get("streamer"),
                               tokenizer=self.tokenizer, decoder_prompt=decoder_prompt)  # (B * n, L)
         output_ids = output_ids.reshape(B, -1, output_ids.shape[-1])  # (B, n, L)
@@ -101,9 +102,20 @@ class ImageToTextPipeline(GenerationDefaults, ImagePipelineMixin, Pipeline):
         (special tokens included); a model that takes no prompt raises a ValueError naming itself."""
         return self.model.prompt_ids(self.tokenizer.encode(prompt)[0].ids)
 
+    def _check_length(self, config, prompt_length: int) -> None:
+        """A caption longer than the decoder's position table would fail inside the model; say so here."""
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        max_length = config.resolve_lengths(prompt_length, limit)[0]
+        if limit is not None and max_length > limit:
+            raise ValueError(f"This model's decoder holds {limit} positions; max_new_tokens={config.max_new_tokens} "
+                             f"(max_length {max_length} with the {prompt_length} start token(s)) needs more. Pass a "
+                             f"smaller `max_new_tokens`.")
+
     def _generation_config(self, generate_kwargs: dict):
         kwargs = {k: v for k, v in generate_kwargs.items() if k not in GENERATE_EXTRAS}  # use_cache: always on
         config = self.resolve_generation_config(kwargs, generate_kwargs.get("generation_config"))
-        # Settings the model's own generate fixes (BLIP: its [SEP] ends a caption, whatever is configured).
-        overrides = getattr(self.model, "generation_overrides", None) or {}
+        # Settings the model's own generate fixes (BLIP: its [SEP] ends a caption, whatever the config says);
+        # given explicitly they are honoured (transformers 4.57.6 raises a TypeError for them).
+        overrides = {k: v for k, v in (getattr(self.model, "generation_overrides", None) or {}).items()
+                     if k not in generate_kwargs}
         return dataclasses.replace(config, **overrides) if overrides else config
