@@ -107,6 +107,8 @@ CASES = {
                                            builder=_vision("clip", "zero-shot-image-classification")),
     "object-detection": Case("detr", "object-detection", _images, {"threshold": 0.0},
                              builder=_vision("detr", "object-detection")),
+    "image-to-text": Case("vit-gpt2", "vision2seq", _images, {"max_new_tokens": 4},
+                          builder=_vision("vit-gpt2", "vision2seq")),
     "audio-classification": Case("wav2vec2", "audio-classification", _sounds, {"top_k": 2}, expected=_decoded),
     "automatic-speech-recognition": Case("wav2vec2", "ctc", _sounds, expected=_decoded),
 }

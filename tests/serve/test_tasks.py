@@ -53,6 +53,7 @@ CASES = {
                                        ("vision", "clip", "zero-shot-image-classification"), "IMAGES",
                                        {"candidate_labels": ["cat", "dog", "car"]}),
     "object-detection": ("object-detection", ("vision", "detr", "object-detection"), "IMAGES", {"threshold": 0.0}),
+    "image-to-text": ("image-to-text", ("vision", "vit-gpt2", "vision2seq"), "IMAGES", {"max_new_tokens": 4}),
     "audio-classification": ("audio-classification", ("wav2vec2", "audio-classification", {}), "AUDIO",
                              {"top_k": 2}),
     "automatic-speech-recognition": ("automatic-speech-recognition", ("whisper-en", "speech-seq2seq", {}), "AUDIO",
