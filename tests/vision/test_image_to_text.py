@@ -153,3 +153,30 @@ def test_needs_a_vision2seq_model(checkpoint):
 
     with pytest.raises(ValueError, match="head|image-to-text"):
         inferline.pipeline("image-to-text", model=str(checkpoint("gpt2", "causal-lm")))
+
+
+def test_generation_settings_from_the_decoder_config(tmp_path):
+    """Without generation_config.json, the settings config.json leaves unset come from its decoder config, as
+    transformers' from_model_config does: here eos_token_id 82, which ends some captions early."""
+    import json
+    import logging
+    import shutil
+
+    import transformers
+
+    import inferline
+
+    folder = tmp_path / "model"
+    shutil.copytree(build_vision("vit-gpt2", "vision2seq"), folder)
+    (folder / "generation_config.json").unlink()
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("eos_token_id", None)
+    config["decoder"]["eos_token_id"] = 82
+    (folder / "config.json").write_text(json.dumps(config))
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    theirs = transformers.pipeline("image-to-text", model=str(folder), device="cpu")
+    ours = inferline.pipeline("image-to-text", model=str(folder), device="cpu")
+    expected = [theirs(image, max_new_tokens=8) for image in IMAGES]
+    assert_same(ours(IMAGES, max_new_tokens=8, batch_size=4), expected)
+    assert_same(ours(IMAGES, max_new_tokens=8), expected)
+    assert len({r[0]["generated_text"] for r in expected}) > 1

@@ -16,14 +16,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from .bert import BertEmbeddings
 from .config import ModelConfig
 from .heads import MaskedLMHead
 from .layers import KVCache, PostNormEncoder, decode_stack, new_cache
 from .registry import Family
 from .vision import CLIP_BLOCK_RENAMES, VISION_INPUTS, PreNormEncoder, TokenEmbeddings
+from .vit import ViTConfig
 from .weights import WeightMap
 
 HEADS = ("vision2seq",)
+BLIP_VISION_DEFAULTS = {"image_size": 384, "layer_norm_eps": 1e-5}  # where BlipVisionConfig differs from ViT's
 
 
 @dataclass
@@ -44,23 +47,6 @@ class BlipTextConfig:
 
 
 @dataclass
-class BlipVisionConfig:
-    hidden_size: int = 768
-    intermediate_size: int = 3072
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    image_size: int = 384
-    patch_size: int = 16
-    hidden_act: str = "gelu"
-    layer_norm_eps: float = 1e-5
-
-
-def _known(cls, values: dict | None):
-    names = set(cls.__dataclass_fields__)
-    return cls(**{k: v for k, v in (values or {}).items() if k in names})
-
-
-@dataclass
 class BlipConfig(ModelConfig):
     text_config: dict = field(default_factory=dict)
     vision_config: dict = field(default_factory=dict)
@@ -68,7 +54,9 @@ class BlipConfig(ModelConfig):
     @classmethod
     def from_hf(cls, config: dict[str, Any]) -> "BlipConfig":
         out = super().from_hf(config)
-        out.text, out.vision = _known(BlipTextConfig, out.text_config), _known(BlipVisionConfig, out.vision_config)
+        known = BlipTextConfig.__dataclass_fields__
+        out.text = BlipTextConfig(**{k: v for k, v in out.text_config.items() if k in known})
+        out.vision = ViTConfig.from_hf({**BLIP_VISION_DEFAULTS, **out.vision_config})  # ViT's fields, BLIP's defaults
         out.text.encoder_hidden_size = out.vision.hidden_size  # transformers' BlipConfig sets it so
         out.max_position_embeddings = out.text.max_position_embeddings
         out.vocab_size = out.text.vocab_size
@@ -78,7 +66,7 @@ class BlipConfig(ModelConfig):
 class BlipVisionModel(nn.Module):
     """(B, 3, H, W) → image embeddings (B, 1 + patches, C) after post_layernorm."""
 
-    def __init__(self, c: BlipVisionConfig):
+    def __init__(self, c: ViTConfig):
         super().__init__()
         self.embeddings = TokenEmbeddings(3, c.hidden_size, c.patch_size, c.image_size)
         self.encoder = PreNormEncoder(c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size,
@@ -89,22 +77,10 @@ class BlipVisionModel(nn.Module):
         return self.post_layernorm(self.encoder(self.embeddings(pixel_values)))
 
 
-class BlipTextEmbeddings(nn.Module):
-    def __init__(self, c: BlipTextConfig):
-        super().__init__()
-        self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size)
-        self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size)
-        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-
-    def forward(self, input_ids: torch.Tensor, start: int) -> torch.Tensor:
-        positions = self.position_embeddings.weight[start: start + input_ids.shape[1]]  # (T, C)
-        return self.LayerNorm(self.word_embeddings(input_ids) + positions)
-
-
 class BlipTextModel(nn.Module):
     def __init__(self, c: BlipTextConfig):
         super().__init__()
-        self.embeddings = BlipTextEmbeddings(c)
+        self.embeddings = BertEmbeddings(c.vocab_size, c.hidden_size, c.max_position_embeddings, 0, c.layer_norm_eps)
         self.encoder = PostNormEncoder(c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size,
                                        c.hidden_act, c.layer_norm_eps, cross_size=c.encoder_hidden_size)
 
@@ -120,7 +96,7 @@ class BlipTextDecoder(nn.Module):
 
     def forward(self, ids: torch.Tensor, encoder_hidden: torch.Tensor, encoder_mask: torch.Tensor | None,
                 cache: KVCache | None) -> torch.Tensor:
-        x = self.bert.embeddings(ids, cache.length if cache is not None else 0)  # (B, T, C)
+        x = self.bert.embeddings(ids, None, cache.length if cache is not None else 0)  # (B, T, C)
         return self.cls.predictions(decode_stack(self.bert.encoder, x, encoder_hidden, encoder_mask, cache))
 
 
