@@ -117,6 +117,8 @@ CASES = {
     "zero-shot-object-detection": Case("owlvit", "zero-shot-object-detection", _images,
                                        {"candidate_labels": ["cat", "dog"], "threshold": 0.3},
                                        builder=_vision("owlvit", "zero-shot-object-detection")),
+    "image-to-text": Case("vit-gpt2", "vision2seq", _images, {"max_new_tokens": 4},
+                          builder=_vision("vit-gpt2", "vision2seq")),
     "audio-classification": Case("wav2vec2", "audio-classification", _sounds, {"top_k": 2}, expected=_decoded),
     "automatic-speech-recognition": Case("wav2vec2", "ctc", _sounds, expected=_decoded),
 }

@@ -199,6 +199,9 @@ def test_no_task_imports_transformers(checkpoint, tmp_path):
         ("automatic-speech-recognition", checkpoint("wav2vec2", "ctc"), "<audio>", {}),
         ("automatic-speech-recognition", checkpoint("whisper", "speech-seq2seq"), "<audio>",
          {"generate_kwargs": {"num_beams": 1, "max_new_tokens": 3}}),
+        ("image-to-text", build_vision("vit-gpt2", "vision2seq"), [image, image],
+         {"max_new_tokens": 3, "batch_size": 2}),
+        ("image-to-text", build_vision("blip", "vision2seq"), image, {"max_new_tokens": 3, "prompt": "a photo of"}),
     ]
     implemented = {task for task, spec in inferline.SUPPORTED_TASKS.items() if spec.pipeline_class is not None}
     assert implemented <= {task.split("_")[0] for task, *_ in calls}  # a new task adds a call here

@@ -64,11 +64,20 @@ class GenerationConfig:
     @classmethod
     def from_pretrained(cls, folder: str | Path | None, model_config: dict[str, Any] | None = None
                         ) -> "GenerationConfig":
-        """generation_config.json in `folder` if present, else the non-null generation keys of config.json."""
+        """generation_config.json in `folder` if present, else the non-null generation keys of config.json; a
+        composite's decoder config (`decoder`, `generator` or `text_config`) fills what the outer one leaves at
+        the defaults, as transformers' from_model_config does."""
         path = Path(folder) / "generation_config.json" if folder is not None else None
         if path is not None and path.is_file():
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        return cls.from_dict({k: v for k, v in (model_config or {}).items() if v is not None})
+        values = {k: v for k, v in (model_config or {}).items() if v is not None}
+        decoder = next((values[k] for k in ("decoder", "generator", "text_config") if isinstance(values.get(k), dict)),
+                       None)
+        for name, value in (decoder or {}).items():
+            unset = name in _FIELDS and values.get(name, _FIELD_DEFAULTS[name]) == _FIELD_DEFAULTS[name]
+            if unset and value is not None:
+                values[name] = value
+        return cls.from_dict(values)
 
     @classmethod
     def for_model(cls, model) -> "GenerationConfig":

@@ -59,10 +59,11 @@ class BertEmbeddings(nn.Module):
         return cls(cfg.vocab_size, size or cfg.hidden_size, cfg.max_position_embeddings, cfg.type_vocab_size,
                    cfg.layer_norm_eps, cfg.pad_token_id if cfg.roberta_like else None)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None, start: int = 0) -> torch.Tensor:
+        """`start`: the position of the first token (a decoder step after `start` cached tokens: BLIP)."""
         B, T = input_ids.shape
         if self.position_offset is None:
-            positions = torch.arange(T, device=input_ids.device)[None, :]
+            positions = torch.arange(start, start + T, device=input_ids.device)[None, :]
         else:
             not_pad = (input_ids != self.position_offset).int()
             positions = torch.cumsum(not_pad, dim=1) * not_pad + self.position_offset

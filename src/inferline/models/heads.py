@@ -142,8 +142,9 @@ class CausalLMModel(_WithBackbone):
     new_cache = new_cache
 
     def forward(self, input_ids, attention_mask=None, cache=None, position_ids=None,
-                last_only: bool = False) -> torch.Tensor:
-        hidden = self.backbone(input_ids, attention_mask, cache, position_ids)  # (B, T, C)
+                last_only: bool = False, **cross) -> torch.Tensor:
+        """`cross`: the encoder output a cross-attending backbone reads (encoder_hidden=, encoder_mask=)."""
+        hidden = self.backbone(input_ids, attention_mask, cache, position_ids, **cross)  # (B, T, C)
         return self.lm_head(hidden[:, -1:] if last_only else hidden)  # (B, T or 1, V)
 
 

@@ -109,6 +109,9 @@ class Attention(nn.Module):
     upcast: compute attention in float32 (GPT-2's reorder_and_upcast_attn).
     linear: the projections' class (FastLinear, or nn.Linear where oneDNN's kernel does not pay).
     key_bias: the k projection's bias where it differs from the others' (Whisper's k_proj has none).
+    source_size: the width of the cross-attention source where it differs from hidden_size (BLIP's text
+      decoder over the image tower's output).
+    fused_kv: cross-attention with k/v fused into one projection, names (q, kv, out) (GPT-2's q_attn, c_attn).
     """
 
     def __init__(self, hidden_size: int, num_heads: int, num_kv_heads: int | None = None,
@@ -116,7 +119,7 @@ class Attention(nn.Module):
                  names: tuple[str | None, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"), fused: bool = False,
                  scale: float | None = None, causal: bool = False, upcast: bool = False,
                  qk_norm_eps: float | None = None, layer_idx: int = 0, linear: type[nn.Linear] = FastLinear,
-                 key_bias: bool | None = None):
+                 key_bias: bool | None = None, source_size: int | None = None, fused_kv: bool = False):
         super().__init__()
         if head_dim is None:
             if hidden_size % num_heads:
@@ -127,13 +130,18 @@ class Attention(nn.Module):
         self.num_heads, self.num_kv_heads, self.head_dim = H, Hkv, D
         self.scale, self.causal, self.upcast, self.layer_idx, self.fused = scale, causal, upcast, layer_idx, fused
         self.split_sizes = [H * D, Hkv * D, Hkv * D]
-        self.names = names
+        self.names, self.fused_kv = names, fused_kv
+        source_size = source_size or hidden_size
         if fused:
             self.add_module(names[0], linear(hidden_size, sum(self.split_sizes), bias=bias))
+        elif fused_kv:
+            self.add_module(names[0], linear(hidden_size, H * D, bias=bias))
+            self.add_module(names[1], linear(source_size, 2 * Hkv * D, bias=bias))
         else:
             biases = (bias, bias if key_bias is None else key_bias, bias)  # Whisper's k_proj has none
-            for name, size, b in zip(names[:3], self.split_sizes, biases):
-                self.add_module(name, linear(hidden_size, size, bias=b))
+            widths = (hidden_size, source_size, source_size)
+            for name, size, b, width in zip(names[:3], self.split_sizes, biases, widths):
+                self.add_module(name, linear(width, size, bias=b))
         self.out_name = names[-1]
         if self.out_name is not None:
             self.add_module(self.out_name, linear(H * D, hidden_size, bias=bias if out_bias is None else out_bias))
@@ -150,6 +158,8 @@ class Attention(nn.Module):
         else:
             q = split_heads(proj[names[0]](x), H)  # (B, H, T, D)
             if source is None:
+                if self.fused_kv:
+                    raise ValueError("Attention with fused_kv is cross-attention: pass `source`.")
                 k, v = split_heads(proj[names[1]](x), Hkv), split_heads(proj[names[2]](x), Hkv)
         if source is None:
             if self.q_norm is not None:  # RMSNorm over each head's channels
@@ -161,7 +171,11 @@ class Attention(nn.Module):
         elif cache is not None and cache.cross[self.layer_idx] is not None:
             k, v = cache.cross[self.layer_idx]
         else:
-            k, v = split_heads(proj[names[1]](source), Hkv), split_heads(proj[names[2]](source), Hkv)
+            if self.fused_kv:
+                k, v = proj[names[1]](source).split(self.split_sizes[1:], dim=-1)
+            else:
+                k, v = proj[names[1]](source), proj[names[2]](source)
+            k, v = split_heads(k, Hkv), split_heads(v, Hkv)  # (B, Hkv, S, D)
             if cache is not None:  # stored contiguous: every later step reads them, and SDPA prefers that
                 k, v = k.contiguous(), v.contiguous()
                 cache.cross[self.layer_idx] = (k, v)
@@ -259,30 +273,49 @@ class PostNormEncoderLayer(nn.Module):
     """The BERT block: attention and feed-forward, each followed by residual + LayerNorm.
 
     `linear` is the class of every projection in the block (nn.Linear today; FastLinear is a drop-in).
+    `cross_size` makes it a decoder layer (BLIP's text decoder): causal self-attention over the KV cache, then
+    `crossattention` over an encoder output of that width, each with its residual + LayerNorm.
     """
 
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, act: str, eps: float,
-                 self_attention: nn.Module | None = None, linear: type[nn.Linear] = nn.Linear):
+                 self_attention: nn.Module | None = None, linear: type[nn.Linear] = nn.Linear,
+                 cross_size: int | None = None, layer_idx: int = 0):
         super().__init__()
+        names = ("query", "key", "value", None)
+        if cross_size is not None and self_attention is None:
+            self_attention = Attention(hidden_size, num_heads, names=names, causal=True, layer_idx=layer_idx,
+                                       linear=linear)
         self.attention = PostNormAttention(hidden_size, num_heads, eps, self_attention, linear)
+        self.crossattention = None if cross_size is None else PostNormAttention(
+            hidden_size, num_heads, eps, Attention(hidden_size, num_heads, names=names, source_size=cross_size,
+                                                   layer_idx=layer_idx, linear=linear), linear)
         self.intermediate = MLP(hidden_size, intermediate_size, act, names=("dense", None), linear=linear)
         self.output = DenseResidualNorm(intermediate_size, hidden_size, eps, linear)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *extra) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *extra, cross: tuple | None = None) -> torch.Tensor:
+        """cross (decoder layers): (encoder output (B, S, C_src), its additive mask or None, the KVCache or None)."""
         x = self.attention(x, mask, *extra)
+        if cross is not None:
+            source, source_mask, cache = cross
+            x = self.crossattention(x, source_mask, cache, source)
         return self.output(self.intermediate(x), x)
 
 
 class PostNormEncoder(nn.Module):
+    """`layer.0..n-1` BERT blocks; with `cross_size`, a decoder stack called as `decode_stack` calls it."""
+
     def __init__(self, num_layers: int, hidden_size: int, num_heads: int, intermediate_size: int, act: str,
-                 eps: float, linear: type[nn.Linear] = nn.Linear):
+                 eps: float, linear: type[nn.Linear] = nn.Linear, cross_size: int | None = None):
         super().__init__()
         self.layer = nn.ModuleList(PostNormEncoderLayer(hidden_size, num_heads, intermediate_size, act, eps,
-                                                        linear=linear) for _ in range(num_layers))
+                                                        linear=linear, cross_size=cross_size, layer_idx=i)
+                                   for i in range(num_layers))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, encoder_hidden: torch.Tensor | None = None,
+                encoder_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
         for layer in self.layer:
-            x = layer(x, mask)
+            x = layer(x, mask) if encoder_hidden is None else \
+                layer(x, mask, cache, cross=(encoder_hidden, encoder_mask, cache))
         return x
 
 

@@ -31,6 +31,7 @@ MODEL_TYPES = {
     "dpt": "dpt", "depth_anything": "depth_anything", "owlvit": "owlvit",
     "wav2vec2": "wav2vec2", "hubert": "wav2vec2",
     "whisper": "whisper",
+    "vision-encoder-decoder": "vision_encoder_decoder", "blip": "blip",
 }
 
 

@@ -94,11 +94,13 @@ class Dense(nn.Module):
 
 
 class AttentionWithOutput(nn.Module):
-    """ViT's `attention`: `attention` (q/k/v self-attention) then `output.dense`."""
+    """ViT's `attention`: `attention` (q/k/v self-attention, or one fused `qkv` with `fused`: BLIP) then
+    `output.dense`."""
 
-    def __init__(self, hidden_size: int, num_heads: int, qkv_bias: bool = True):
+    def __init__(self, hidden_size: int, num_heads: int, qkv_bias: bool = True, fused: bool = False):
         super().__init__()
-        self.attention = Attention(hidden_size, num_heads, bias=qkv_bias, names=("query", "key", "value", None))
+        names = ("qkv", None) if fused else ("query", "key", "value", None)
+        self.attention = Attention(hidden_size, num_heads, bias=qkv_bias, names=names, fused=fused)
         self.output = Dense(hidden_size, hidden_size)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -116,13 +118,13 @@ class LayerScale(nn.Module):
 
 class PreNormBlock(nn.Module):
     """x + attn(LN(x)), then x + MLP(LN(x)): the ViT block (names as ViT's checkpoints; DINOv2 adds layer
-    scales and maps its norm1/norm2/mlp.fc1/mlp.fc2 onto these)."""
+    scales and maps its norm1/norm2/mlp.fc1/mlp.fc2 onto these; BLIP fuses q/k/v: `fused_qkv`)."""
 
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, act: str, eps: float,
-                 qkv_bias: bool = True, layer_scale: bool = False):
+                 qkv_bias: bool = True, layer_scale: bool = False, fused_qkv: bool = False):
         super().__init__()
         self.layernorm_before = nn.LayerNorm(hidden_size, eps=eps)
-        self.attention = AttentionWithOutput(hidden_size, num_heads, qkv_bias)
+        self.attention = AttentionWithOutput(hidden_size, num_heads, qkv_bias, fused_qkv)
         self.layernorm_after = nn.LayerNorm(hidden_size, eps=eps)
         self.intermediate = MLP(hidden_size, intermediate_size, act, names=("dense", None))
         self.output = Dense(intermediate_size, hidden_size)

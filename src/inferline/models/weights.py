@@ -41,6 +41,24 @@ class WeightMap:
     transpose: list[str] = field(default_factory=list)
     keep_float32: list[str] = field(default_factory=list)
 
+    def under(self, prefix: str) -> "WeightMap":
+        """The same map for a model nested under `prefix` (a composite's `encoder.`, `decoder.`): anchored
+        patterns and tied names get the prefix; unanchored patterns match anywhere already."""
+        def anchor(pattern: str) -> str:
+            return "^" + re.escape(prefix) + pattern[1:] if pattern.startswith("^") else pattern
+
+        renames = [(anchor(p), prefix + r if p.startswith("^") else r) for p, r in self.renames]
+        return WeightMap(renames, [anchor(p) for p in self.unused],
+                         {prefix + k: prefix + v for k, v in self.tied.items()},
+                         [anchor(p) for p in self.transpose], [anchor(p) for p in self.keep_float32])
+
+    @staticmethod
+    def merge(*maps: "WeightMap") -> "WeightMap":
+        """Several maps as one (a composite model's parts, each already `under` its prefix)."""
+        return WeightMap([r for m in maps for r in m.renames], [u for m in maps for u in m.unused],
+                         {k: v for m in maps for k, v in m.tied.items()}, [t for m in maps for t in m.transpose],
+                         [f for m in maps for f in m.keep_float32])
+
     def rename(self, key: str) -> str:
         for pattern, replacement in self.renames:
             key = re.sub(pattern, replacement, key)

@@ -173,6 +173,7 @@ PROCESSOR_DEFAULTS = {
     "CLIPImageProcessor": _Defaults({"shortest_edge": 224}, BICUBIC, OPENAI_CLIP, square=False, do_center_crop=True,
                                     crop_size=_HW224, do_convert_rgb=True),
     "SiglipImageProcessor": _Defaults(_HW224, BICUBIC, IMAGENET_STANDARD),
+    "BlipImageProcessor": _Defaults({"height": 384, "width": 384}, BICUBIC, OPENAI_CLIP, do_convert_rgb=True),
     "SegformerImageProcessor": _Defaults({"height": 512, "width": 512}, BILINEAR, IMAGENET_DEFAULT),
     "DPTImageProcessor": _Defaults({"height": 384, "width": 384}, BICUBIC, IMAGENET_STANDARD),
     "OwlViTImageProcessor": _Defaults({"height": 768, "width": 768}, BICUBIC, OPENAI_CLIP,
@@ -188,6 +189,7 @@ MODEL_TYPE_PROCESSORS = {
     "vit": "ViTImageProcessor", "swin": "ViTImageProcessor", "deit": "DeiTImageProcessor",
     "beit": "BeitImageProcessor", "convnext": "ConvNextImageProcessor", "resnet": "ConvNextImageProcessor",
     "dinov2": "BitImageProcessor", "clip": "CLIPImageProcessor", "siglip": "SiglipImageProcessor",
+    "blip": "BlipImageProcessor",
     "segformer": "SegformerImageProcessor", "dpt": "DPTImageProcessor", "depth_anything": "DPTImageProcessor",
     "owlvit": "OwlViTImageProcessor", "detr": "DetrImageProcessor", "yolos": "YolosImageProcessor",
 }
