@@ -231,7 +231,7 @@ class GatedMLP(nn.Module):
 class DenseResidualNorm(nn.Module):
     """dense → add residual → LayerNorm: the post-norm output of BERT's attention and feed-forward."""
 
-    def __init__(self, in_size: int, hidden_size: int, eps: float, linear: type[nn.Linear] = nn.Linear):
+    def __init__(self, in_size: int, hidden_size: int, eps: float, linear: type[nn.Linear] = FastLinear):
         super().__init__()
         self.dense = linear(in_size, hidden_size)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
@@ -245,7 +245,7 @@ class PostNormAttention(nn.Module):
     disentangled one), and any extra forward arguments are passed on to it."""
 
     def __init__(self, hidden_size: int, num_heads: int, eps: float, self_attention: nn.Module | None = None,
-                 linear: type[nn.Linear] = nn.Linear):
+                 linear: type[nn.Linear] = FastLinear):
         super().__init__()
         self.self = self_attention if self_attention is not None else \
             Attention(hidden_size, num_heads, names=("query", "key", "value", None), linear=linear)
@@ -258,11 +258,12 @@ class PostNormAttention(nn.Module):
 class PostNormEncoderLayer(nn.Module):
     """The BERT block: attention and feed-forward, each followed by residual + LayerNorm.
 
-    `linear` is the class of every projection in the block (nn.Linear today; FastLinear is a drop-in).
+    `linear` is the class of every projection in the block: FastLinear (oneDNN where its self-check passed),
+    nn.Linear to force MKL's sgemm.
     """
 
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, act: str, eps: float,
-                 self_attention: nn.Module | None = None, linear: type[nn.Linear] = nn.Linear):
+                 self_attention: nn.Module | None = None, linear: type[nn.Linear] = FastLinear):
         super().__init__()
         self.attention = PostNormAttention(hidden_size, num_heads, eps, self_attention, linear)
         self.intermediate = MLP(hidden_size, intermediate_size, act, names=("dense", None), linear=linear)
@@ -275,7 +276,7 @@ class PostNormEncoderLayer(nn.Module):
 
 class PostNormEncoder(nn.Module):
     def __init__(self, num_layers: int, hidden_size: int, num_heads: int, intermediate_size: int, act: str,
-                 eps: float, linear: type[nn.Linear] = nn.Linear):
+                 eps: float, linear: type[nn.Linear] = FastLinear):
         super().__init__()
         self.layer = nn.ModuleList(PostNormEncoderLayer(hidden_size, num_heads, intermediate_size, act, eps,
                                                         linear=linear) for _ in range(num_layers))
