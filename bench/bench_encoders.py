@@ -323,7 +323,7 @@ def run(args) -> dict:
 
     torch.set_num_threads(args.threads)
     only = set(args.only.split(",")) if args.only else set(ROWS)
-    small, large = (16, 32) if args.quick else (64, args.sentences)
+    small, large = (16, 32) if args.quick else (args.small, args.sentences)
     repeats = 1 if args.quick else args.repeats
     fresh = 1 if args.quick else 3
     texts = sentences(large)
@@ -439,7 +439,8 @@ def main() -> None:
     parser.add_argument("--arch", choices=("distilbert", "bert"), default="distilbert",
                         help="distilbert-base sized (default) or a 6-layer bert-base sized checkpoint")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for both libraries (default 2)")
-    parser.add_argument("--sentences", type=int, default=256, help="texts of the batched rows (bs 1: 64)")
+    parser.add_argument("--sentences", type=int, default=256, help="texts of the batched rows (default 256)")
+    parser.add_argument("--small", type=int, default=64, help="texts of the bs-1 rows (default 64)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per throughput row (best is kept)")
     parser.add_argument("--only", help=f"comma-separated row groups among {', '.join(ROWS)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="16/32 sentences, 1 repeat, 1 fresh process per row")
