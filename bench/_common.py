@@ -101,10 +101,16 @@ class Rows:
     def add(self, name: str, unit: str, values: dict, better: str, extra: dict | None = None) -> None:
         t, i = values["transformers"], values["inferline"]
         ratio = i / t if better == "higher" else t / i
-        self.rows.append({"row": name, "unit": unit, "transformers": t, "inferline": i, "ratio": ratio,
-                          **(extra or {})})
+        row = {"row": name, "unit": unit, "transformers": t, "inferline": i, "ratio": ratio}
+        line = f"  {name}: transformers {t:.4g}, inferline {i:.4g}"
+        if values.get("ort") is not None:  # a third engine (ONNX Runtime): its own ratio, same orientation
+            o = values["ort"]
+            row.update(ort=o, ratio_ort=i / o if better == "higher" else o / i)
+            line += f", ORT {o:.4g}"
+        self.rows.append({**row, **(extra or {})})
         note = f" [{extra['agreement']}]" if extra and "agreement" in extra else ""
-        print(f"  {name}: transformers {t:.4g}, inferline {i:.4g} {unit} (ratio {ratio:.2f}){note}", file=sys.stderr)
+        vs_ort = f", inferline/ORT {row['ratio_ort']:.2f}" if "ratio_ort" in row else ""
+        print(f"{line} {unit} (inferline/transformers {ratio:.2f}{vs_ort}){note}", file=sys.stderr)
 
 
 def machine(threads: int) -> dict:
@@ -137,9 +143,22 @@ def table(title: str, report: dict) -> str:
              f"{m['python']}; {m['threads']} torch threads on {m['cpu']} ({m['cores']} cores, load "
              f"{m['load_avg_1m_at_start']} at start, {m['load_avg_1m_at_end']} at end)", "",
              "| row | transformers | inferline | ratio (>1 = inferline better) |", "|---|---|---|---|"]
+    ort = any("ort" in r for r in report["rows"])
+    if ort:  # a third engine: its figures and inferline's ratio against it
+        lines[-2:] = ["| row | transformers | inferline | ONNX Runtime | inferline/transformers | inferline/ORT |",
+                      "|---|---|---|---|---|---|"]
+
+    def fmt(ratio):
+        return f"{ratio:.2f}x" if ratio < 100 else f"{ratio:.0f}x"
+
     for r in report["rows"]:
-        ratio = f"{r['ratio']:.2f}x" if r["ratio"] < 100 else f"{r['ratio']:.0f}x"
-        lines.append(f"| {r['row']} ({r['unit']}) | {r['transformers']:.4g} | {r['inferline']:.4g} | {ratio} |")
+        cells = [f"{r['row']} ({r['unit']})", f"{r['transformers']:.4g}", f"{r['inferline']:.4g}"]
+        if ort:
+            cells.append(f"{r['ort']:.4g}" if "ort" in r else "—")
+        cells.append(fmt(r["ratio"]))
+        if ort:
+            cells.append(fmt(r["ratio_ort"]) if "ratio_ort" in r else "—")
+        lines.append("| " + " | ".join(cells) + " |")
     checks = [f"{r['row']}: {r['agreement']}" for r in report["rows"] if "agreement" in r]
     return "\n".join(lines + [""] + [f"- {c}" for c in checks + report.get("notes", [])])
 

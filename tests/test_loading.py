@@ -139,6 +139,7 @@ def test_forced_fallback_gives_the_same_outputs(arch, head, checkpoint, monkeypa
     theirs = getattr(transformers, AUTO_CLASSES[head]).from_pretrained(path).eval()
     ids = torch.randint(3, 60, (2, 9), generator=torch.Generator().manual_seed(0))
     args = (ids, torch.ones_like(ids)) + ((ids[:, :5],) if head == "seq2seq-lm" else ())
+    monkeypatch.setattr(kernels, "SMALL_PRODUCT", 0)  # tiny shapes too: every linear on oneDNN
     with torch.inference_mode():
         fast = ours(*args)
         monkeypatch.setattr(kernels, "_op", None)  # as if the private op were missing or failed its probe
@@ -147,3 +148,41 @@ def test_forced_fallback_gives_the_same_outputs(arch, head, checkpoint, monkeypa
         expected = theirs(input_ids=ids, attention_mask=torch.ones_like(ids), **extra).logits
     assert_same(fallback, fast, atol=1e-5)
     assert_same(fallback, expected)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN")
+@pytest.mark.parametrize("arch", ["bert", "distilbert", "electra", "deberta-v2", "roberta"])
+def test_encoders_on_onednn_equal_transformers(arch, checkpoint, monkeypatch):
+    """Tiny fixtures stay under FastLinear's SMALL_PRODUCT (F.linear); forced onto oneDNN, every encoder
+    linear takes the kernel base-sized models use, and the logits still equal transformers'."""
+    import transformers
+
+    from inferline.models import kernels
+    from inferline.models.registry import load_model
+
+    head = "token-classification"
+    path = checkpoint(arch, head)
+    ours = load_model(path, head)
+    theirs = transformers.AutoModelForTokenClassification.from_pretrained(path).eval()
+    ids = torch.randint(5, 60, (2, 11), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    calls = []
+    monkeypatch.setattr(kernels, "SMALL_PRODUCT", 0)
+    op = kernels.onednn_linear()
+    assert op is not None
+    monkeypatch.setattr(kernels, "_op", lambda *a: calls.append(1) or op(*a))
+    with torch.inference_mode():
+        got = ours(ids, mask)
+        expected = theirs(input_ids=ids, attention_mask=mask).logits
+    assert calls, "no linear took the oneDNN path"
+    assert_same(got[mask.bool()], expected[mask.bool()])
+
+
+def test_fast_linear_keeps_small_products_on_f_linear(monkeypatch):
+    from inferline.models import kernels
+
+    monkeypatch.setattr(kernels, "_op", lambda *a: pytest.fail("a small product reached oneDNN"))
+    layer = kernels.FastLinear(32, 32)
+    with torch.inference_mode():
+        layer(torch.randn(2, 13, 32))

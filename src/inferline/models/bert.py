@@ -14,6 +14,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .heads import HEADS, encoder_head
+from .kernels import FastLinear
 from .layers import PostNormEncoder, padding_mask
 from .registry import Family, UnsupportedModelError
 from .weights import WeightMap
@@ -86,7 +87,7 @@ class BertModel(nn.Module):
                 f"position_embedding_type {cfg.position_embedding_type!r} is not supported; only 'absolute'.")
         self.embeddings = BertEmbeddings.from_config(cfg, size=embedding_size)
         if embedding_size is not None and embedding_size != cfg.hidden_size:
-            self.embeddings_project = nn.Linear(embedding_size, cfg.hidden_size)
+            self.embeddings_project = FastLinear(embedding_size, cfg.hidden_size)
         self.encoder = PostNormEncoder(cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads,
                                        cfg.intermediate_size, cfg.hidden_act, cfg.layer_norm_eps)
 

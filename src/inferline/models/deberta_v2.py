@@ -19,6 +19,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .heads import HEADS, encoder_head
+from .kernels import FastLinear
 from .layers import PostNormEncoderLayer, activation, attention, merge_heads, padding_mask, split_heads
 from .registry import Family
 from .weights import WeightMap
@@ -93,16 +94,16 @@ class DisentangledSelfAttention(nn.Module):
         super().__init__()
         C, self.H = cfg.hidden_size, cfg.num_attention_heads
         inner = self.H * cfg.attention_head_size
-        self.query_proj = nn.Linear(C, inner)
-        self.key_proj = nn.Linear(C, inner)
-        self.value_proj = nn.Linear(C, inner)
+        self.query_proj = FastLinear(C, inner)
+        self.key_proj = FastLinear(C, inner)
+        self.value_proj = FastLinear(C, inner)
         self.c2p, self.p2c = "c2p" in cfg.pos_att_type, "p2c" in cfg.pos_att_type
         self.share_att_key = cfg.share_att_key
         if cfg.relative_attention and not self.share_att_key:
             if self.c2p:
-                self.pos_key_proj = nn.Linear(C, inner)
+                self.pos_key_proj = FastLinear(C, inner)
             if self.p2c:
-                self.pos_query_proj = nn.Linear(C, inner)
+                self.pos_query_proj = FastLinear(C, inner)
         # transformers counts the position terms in the scale even when relative attention is off.
         self.scale = 1.0 / math.sqrt(cfg.attention_head_size * (1 + self.c2p + self.p2c))
 
@@ -156,7 +157,7 @@ class DebertaV2Embeddings(nn.Module):
         if cfg.type_vocab_size > 0:
             self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, E)
         if E != C:
-            self.embed_proj = nn.Linear(E, C, bias=False)
+            self.embed_proj = FastLinear(E, C, bias=False)
         self.LayerNorm = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None, keep: torch.Tensor):

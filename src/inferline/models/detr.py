@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
+from .kernels import FastLinear
 from .layers import Attention, activation, attention, merge_heads, split_heads
 from .registry import Family
 from .resnet import ResNetConfig, ResNetModel
@@ -81,7 +82,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.self_attn = Attention(d, heads, names=("q_proj", "k_proj", "v_proj", "out_proj"))
         self.self_attn_layer_norm = nn.LayerNorm(d)
-        self.fc1, self.fc2 = nn.Linear(d, ffn), nn.Linear(ffn, d)
+        self.fc1, self.fc2 = FastLinear(d, ffn), FastLinear(ffn, d)
         self.final_layer_norm = nn.LayerNorm(d)
         self.act = activation(act)
 
@@ -97,7 +98,7 @@ class DecoderLayer(nn.Module):
         self.self_attn_layer_norm = nn.LayerNorm(d)
         self.encoder_attn = Attention(d, heads, names=("q_proj", "k_proj", "v_proj", "out_proj"))
         self.encoder_attn_layer_norm = nn.LayerNorm(d)
-        self.fc1, self.fc2 = nn.Linear(d, ffn), nn.Linear(ffn, d)
+        self.fc1, self.fc2 = FastLinear(d, ffn), FastLinear(ffn, d)
         self.final_layer_norm = nn.LayerNorm(d)
         self.act = activation(act)
 
@@ -167,7 +168,7 @@ class DetrForObjectDetection(nn.Module):
     def __init__(self, c: DetrConfig):
         super().__init__()
         self.model = DetrModel(c)
-        self.class_labels_classifier = nn.Linear(c.d_model, c.num_labels + 1)
+        self.class_labels_classifier = FastLinear(c.d_model, c.num_labels + 1)
         self.bbox_predictor = MLPPredictionHead(c.d_model, c.d_model, 4, 3)
 
     def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> Detections:

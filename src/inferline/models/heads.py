@@ -23,9 +23,9 @@ class ClassificationHead(nn.Module):
 
     def __init__(self, hidden_size: int, num_labels: int, act: str | None = "tanh"):
         super().__init__()
-        self.dense = nn.Linear(hidden_size, hidden_size) if act else None
+        self.dense = FastLinear(hidden_size, hidden_size) if act else None
         self.act = activation(act) if act else None
-        self.out_proj = nn.Linear(hidden_size, num_labels)
+        self.out_proj = FastLinear(hidden_size, num_labels)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         x = hidden[:, 0]  # (B, C)
@@ -39,10 +39,10 @@ class MaskedLMHead(nn.Module):
 
     def __init__(self, hidden_size: int, embedding_size: int, vocab_size: int, act: str, eps: float):
         super().__init__()
-        self.dense = nn.Linear(hidden_size, embedding_size)
+        self.dense = FastLinear(hidden_size, embedding_size)
         self.act = activation(act)
         self.LayerNorm = nn.LayerNorm(embedding_size, eps=eps)
-        self.decoder = nn.Linear(embedding_size, vocab_size, bias=False)
+        self.decoder = FastLinear(embedding_size, vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -78,7 +78,7 @@ class SequenceClassificationModel(_WithBackbone):
 class TokenClassificationModel(_WithBackbone):
     def __init__(self, backbone: nn.Module, prefix: str, hidden_size: int, num_labels: int):
         super().__init__(backbone, prefix)
-        self.classifier = nn.Linear(hidden_size, num_labels)
+        self.classifier = FastLinear(hidden_size, num_labels)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
         return self.classifier(self.backbone(input_ids, attention_mask, token_type_ids))  # (B, T, L)
@@ -87,7 +87,7 @@ class TokenClassificationModel(_WithBackbone):
 class QuestionAnsweringModel(_WithBackbone):
     def __init__(self, backbone: nn.Module, prefix: str, hidden_size: int):
         super().__init__(backbone, prefix)
-        self.qa_outputs = nn.Linear(hidden_size, 2)
+        self.qa_outputs = FastLinear(hidden_size, 2)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> SpanLogits:
         logits = self.qa_outputs(self.backbone(input_ids, attention_mask, token_type_ids))  # (B, T, 2)

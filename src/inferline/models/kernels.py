@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 _UNCHECKED = object()
 _op: Callable | None | object = _UNCHECKED  # the checked op, None when it failed the check
 _lock = threading.Lock()
+# Below this many multiply-adds (rows x in x out) MKL's sgemm wins: it runs small products on the calling
+# thread, while oneDNN wakes the whole thread pool (measured: 13x32x32 takes 4 us vs 13 us, 13x384x384 is even).
+SMALL_PRODUCT = 1 << 21
 
 
 def _find_op() -> Callable | None:
@@ -67,14 +70,16 @@ class FastLinear(nn.Linear):
     """nn.Linear's parameters and maths, computed on the CPU by oneDNN's matmul when `onednn_linear()`
     passed its check (float32, no autograd); everything else takes nn.Linear's own path.
 
-    One row onto a vocabulary-sized output goes to MKL as weight @ x.T over two columns (one would take the
-    slow gemv path). Results may differ from nn.Linear's in the last bits (summation order).
+    Products under SMALL_PRODUCT multiply-adds stay on F.linear (a tiny model's whole forward). One row onto
+    a vocabulary-sized output goes to MKL as weight @ x.T over two columns (one would take the slow gemv
+    path). Results may differ from nn.Linear's in the last bits (summation order).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         op = _op if _op is not _UNCHECKED else onednn_linear()
         if op is None or x.device.type != "cpu" or x.dtype != torch.float32 \
-                or self.weight.dtype != torch.float32 or (torch.is_grad_enabled() and self.weight.requires_grad):
+                or self.weight.dtype != torch.float32 or (torch.is_grad_enabled() and self.weight.requires_grad) \
+                or x.numel() * self.out_features < SMALL_PRODUCT:
             return F.linear(x, self.weight, self.bias)
         if x.numel() == x.shape[-1] and self.out_features >= 16384:  # one row, a vocabulary: (V, C) @ (C, 2)
             row = x.reshape(1, -1)

@@ -245,7 +245,7 @@ class GatedMLP(nn.Module):
 class DenseResidualNorm(nn.Module):
     """dense → add residual → LayerNorm: the post-norm output of BERT's attention and feed-forward."""
 
-    def __init__(self, in_size: int, hidden_size: int, eps: float, linear: type[nn.Linear] = nn.Linear):
+    def __init__(self, in_size: int, hidden_size: int, eps: float, linear: type[nn.Linear] = FastLinear):
         super().__init__()
         self.dense = linear(in_size, hidden_size)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
@@ -259,7 +259,7 @@ class PostNormAttention(nn.Module):
     disentangled one), and any extra forward arguments are passed on to it."""
 
     def __init__(self, hidden_size: int, num_heads: int, eps: float, self_attention: nn.Module | None = None,
-                 linear: type[nn.Linear] = nn.Linear):
+                 linear: type[nn.Linear] = FastLinear):
         super().__init__()
         self.self = self_attention if self_attention is not None else \
             Attention(hidden_size, num_heads, names=("query", "key", "value", None), linear=linear)
@@ -272,13 +272,14 @@ class PostNormAttention(nn.Module):
 class PostNormEncoderLayer(nn.Module):
     """The BERT block: attention and feed-forward, each followed by residual + LayerNorm.
 
-    `linear` is the class of every projection in the block (nn.Linear today; FastLinear is a drop-in).
+    `linear` is the class of every projection in the block: FastLinear (oneDNN where its self-check passed),
+    nn.Linear to force MKL's sgemm.
     `cross_size` makes it a decoder layer (BLIP's text decoder): causal self-attention over the KV cache, then
     `crossattention` over an encoder output of that width, each with its residual + LayerNorm.
     """
 
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, act: str, eps: float,
-                 self_attention: nn.Module | None = None, linear: type[nn.Linear] = nn.Linear,
+                 self_attention: nn.Module | None = None, linear: type[nn.Linear] = FastLinear,
                  cross_size: int | None = None, layer_idx: int = 0):
         super().__init__()
         names = ("query", "key", "value", None)
@@ -305,7 +306,7 @@ class PostNormEncoder(nn.Module):
     """`layer.0..n-1` BERT blocks; with `cross_size`, a decoder stack called as `decode_stack` calls it."""
 
     def __init__(self, num_layers: int, hidden_size: int, num_heads: int, intermediate_size: int, act: str,
-                 eps: float, linear: type[nn.Linear] = nn.Linear, cross_size: int | None = None):
+                 eps: float, linear: type[nn.Linear] = FastLinear, cross_size: int | None = None):
         super().__init__()
         self.layer = nn.ModuleList(PostNormEncoderLayer(hidden_size, num_heads, intermediate_size, act, eps,
                                                         linear=linear, cross_size=cross_size, layer_idx=i)
