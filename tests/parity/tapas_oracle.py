@@ -5,6 +5,9 @@ on a row labelled by column names, removed in pandas 3) and `table.iloc[r, c] = 
 column (pandas 3's str dtype takes only strings). `run_on_pandas3()` makes both work without changing what
 they compute: the lookup positional (`row.iloc[col_index]`) and the annotated copy object-typed. On pandas 2
 it changes nothing that runs. The pipeline's own results are not touched.
+
+It also makes transformers' argument handler work on a copy of each {"table", "query"} dict: it writes its
+DataFrame into the caller's dict, which a test then cannot send again (nor as JSON).
 """
 
 from __future__ import annotations
@@ -32,4 +35,17 @@ def run_on_pandas3() -> None:
     tt._get_column_values = column_values
     tt.TapasTokenizer._get_column_values = numeric_column_values
     tt.add_numeric_table_values = lambda table, *args, **kwargs: annotate(table.astype(object), *args, **kwargs)
+
+    from transformers.pipelines import table_question_answering as tqa
+
+    handle = tqa.TableQuestionAnsweringArgumentHandler.__call__
+
+    def copied(self, table=None, query=None, **kwargs):
+        if isinstance(table, dict):
+            table = dict(table)
+        elif isinstance(table, list):
+            table = [dict(t) if isinstance(t, dict) else t for t in table]
+        return handle(self, table, query, **kwargs)
+
+    tqa.TableQuestionAnsweringArgumentHandler.__call__ = copied
     _DONE.append(True)

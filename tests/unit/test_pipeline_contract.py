@@ -195,6 +195,8 @@ def test_no_task_imports_transformers(checkpoint, tmp_path):
         ("automatic-speech-recognition", checkpoint("wav2vec2", "ctc"), "<audio>", {}),
         ("automatic-speech-recognition", checkpoint("whisper", "speech-seq2seq"), "<audio>",
          {"generate_kwargs": {"num_beams": 1, "max_new_tokens": 3}}),
+        ("table-question-answering", checkpoint("tapas-wtq", "table-question-answering"),
+         {"table": {"City": ["Paris", "Rome"], "Founded": ["52 BC", "753 BC"]}, "query": "Which city?"}, {}),
     ]
     implemented = {task for task, spec in inferline.SUPPORTED_TASKS.items() if spec.pipeline_class is not None}
     assert implemented <= {task.split("_")[0] for task, *_ in calls}  # a new task adds a call here
