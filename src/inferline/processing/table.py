@@ -151,11 +151,12 @@ class TableTokenizer:
         for row in begins:
             for cell in row:
                 for begin in cell:  # a token is kept with n tokens per cell when its word starts before n
-                    for n in range(max(begin, -1) + 1, longest + 2):
+                    for n in range(begin + 1, longest + 2):
                         total[n] += 1
             cumulative.append(list(total))
         columns = [numbers.consolidate([numbers.text_values(row[c]) for row in table.rows]) for c in range(width)]
-        ranks = {(c, row): rank for c, column in enumerate(columns) for row, rank in numbers.column_ranks(column).items()}
+        ranks = {(c, row): rank for c, column in enumerate(columns)
+                 for row, rank in numbers.column_ranks(column).items()}
         return _Annotated(tokens, begins, ranks, columns, cumulative, longest)
 
     # ----- truncation -----
@@ -206,6 +207,9 @@ class TableTokenizer:
             rows, per_cell = self._fit(annotated, len(ids), height, limit) if truncation else \
                 (height, annotated.longest)
             out.append(self._sequence(annotated, query, ids, rows, per_cell, width))
+            if max_length is not None and len(out[-1]["input_ids"]) > max_length:
+                raise ValueError(f"The question and the table header take {len(out[-1]['input_ids'])} tokens, more "
+                                 f"than max_length={max_length}.")
         return out
 
     def _sequence(self, table: _Annotated, query: str, question: list[int], rows: int, per_cell: int,
