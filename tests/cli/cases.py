@@ -81,6 +81,14 @@ def _vision(arch: str, head: str):
     return build
 
 
+def _table_qa(theirs, value, params):
+    """transformers' TAPAS tokenizer runs on pandas 3 only with tests/parity/tapas_oracle.py's fix."""
+    from parity.tapas_oracle import run_on_pandas3
+
+    run_on_pandas3()
+    return theirs(value, **params)
+
+
 TEXTS = ["I love this movie! It was absolutely wonderful.", "The weather today is terrible.", "Paris",
          "Hugging Face is a company based in New York City and Paris."]
 QA = [{"question": "Where do I live?", "context": "My name is Wolfgang and I live in Berlin"},
@@ -121,4 +129,9 @@ CASES = {
                           builder=_vision("vit-gpt2", "vision2seq")),
     "audio-classification": Case("wav2vec2", "audio-classification", _sounds, {"top_k": 2}, expected=_decoded),
     "automatic-speech-recognition": Case("wav2vec2", "ctc", _sounds, expected=_decoded),
+    "table-question-answering": Case("tapas-wtq", "table-question-answering", [
+        {"table": {"City": ["Paris", "Berlin", "Rome"], "Founded": ["52 BC", "1237", "753 BC"]},
+         "query": "Which city is the oldest?"},
+        {"table": {"Year": ["1999", "2001"], "Event": ["first flight", ""]}, "query": ["When?", "How many events?"]},
+        {"table": {"n": ["one", "2", "3rd"]}, "query": "the sum"}], expected=_table_qa),
 }

@@ -62,6 +62,12 @@ CASES = {
                              {"top_k": 2}),
     "automatic-speech-recognition": ("automatic-speech-recognition", ("whisper-en", "speech-seq2seq", {}), "AUDIO",
                                      {"generate_kwargs": {"num_beams": 1, "max_new_tokens": 5}}),
+    "table-question-answering": ("table-question-answering", ("tapas-wtq", "table-question-answering", {}),
+                                 [{"table": {"City": ["Paris", "Rome"], "Founded": ["52 BC", "753 BC"]},
+                                   "query": ["Which city?", "How old is Rome?"]},
+                                  {"table": {"n": ["1", "2", "3"]}, "query": "the sum"},
+                                  {"table": {"Year": ["1999", "2001"], "Event": ["first flight", ""]},
+                                   "query": "When?"}], {}),
 }
 MEDIA_TYPES = {"IMAGES": "image/png", "AUDIO": "audio/wav"}
 
@@ -103,6 +109,13 @@ def _model(spec, checkpoint):
         return build_vision(*spec[1:])
     arch, head, overrides = spec
     return checkpoint(arch, head, **overrides)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tapas_oracle_on_pandas3():
+    from parity.tapas_oracle import run_on_pandas3
+
+    run_on_pandas3()  # transformers' TAPAS tokenizer crashes on pandas 3 without it
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -43,15 +43,20 @@ class BertEmbeddings(nn.Module):
     """word + position (+ token-type) embeddings, then LayerNorm.
 
     Sizes are arguments so other families reuse it: ELECTRA (embedding_size), DistilBERT (no token types:
-    type_vocab_size=0). `position_offset` is RoBERTa's: real tokens are numbered from pad_token_id + 1.
+    type_vocab_size=0), TAPAS (a tuple of sizes: several token-type channels, and its own `position_ids`).
+    `position_offset` is RoBERTa's: real tokens are numbered from pad_token_id + 1.
     """
 
-    def __init__(self, vocab_size: int, size: int, max_positions: int, type_vocab_size: int, eps: float,
-                 position_offset: int | None = None):
+    def __init__(self, vocab_size: int, size: int, max_positions: int, type_vocab_size: int | tuple[int, ...],
+                 eps: float, position_offset: int | None = None):
         super().__init__()
         self.word_embeddings = nn.Embedding(vocab_size, size)
         self.position_embeddings = nn.Embedding(max_positions, size)
-        self.token_type_embeddings = nn.Embedding(type_vocab_size, size) if type_vocab_size else None
+        channels = type_vocab_size if isinstance(type_vocab_size, tuple) else ()
+        self.token_type_embeddings = nn.Embedding(type_vocab_size, size) if type_vocab_size and not channels else None
+        for i, n in enumerate(channels):  # TAPAS: one table per token-type channel, token_type_ids (B, T, channels)
+            self.add_module(f"token_type_embeddings_{i}", nn.Embedding(n, size))
+        self.type_channels = len(channels)
         self.LayerNorm = nn.LayerNorm(size, eps=eps)
         self.position_offset = position_offset
 
@@ -60,15 +65,25 @@ class BertEmbeddings(nn.Module):
         return cls(cfg.vocab_size, size or cfg.hidden_size, cfg.max_position_embeddings, cfg.type_vocab_size,
                    cfg.layer_norm_eps, cfg.pad_token_id if cfg.roberta_like else None)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None, start: int = 0) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
+                position_ids: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
         """`start`: the position of the first token (a decoder step after `start` cached tokens: BLIP)."""
         B, T = input_ids.shape
-        if self.position_offset is None:
+        if position_ids is not None:
+            positions = position_ids
+        elif self.position_offset is None:
             positions = torch.arange(start, start + T, device=input_ids.device)[None, :]
         else:
             not_pad = (input_ids != self.position_offset).int()
             positions = torch.cumsum(not_pad, dim=1) * not_pad + self.position_offset
         x = self.word_embeddings(input_ids)
+        if self.type_channels:  # summed in transformers' TAPAS order: word, position, then each channel
+            x = x + self.position_embeddings(positions)
+            if token_type_ids is None:
+                token_type_ids = torch.zeros(B, T, self.type_channels, dtype=torch.long, device=input_ids.device)
+            for i in range(self.type_channels):
+                x = x + self._modules[f"token_type_embeddings_{i}"](token_type_ids[..., i])
+            return self.LayerNorm(x)  # (B, T, C)
         if self.token_type_embeddings is not None:  # summed in transformers' order: word, type, position
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)
@@ -91,8 +106,8 @@ class BertModel(nn.Module):
         self.encoder = PostNormEncoder(cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads,
                                        cfg.intermediate_size, cfg.hidden_act, cfg.layer_norm_eps)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        x = self.embeddings(input_ids, token_type_ids)  # (B, T, E)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> torch.Tensor:
+        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, E)
         if "embeddings_project" in self._modules:
             x = self.embeddings_project(x)  # (B, T, C)
         return self.encoder(x, padding_mask(attention_mask, x.dtype))  # (B, T, C)

@@ -96,7 +96,7 @@ class BlipTextDecoder(nn.Module):
 
     def forward(self, ids: torch.Tensor, encoder_hidden: torch.Tensor, encoder_mask: torch.Tensor | None,
                 cache: KVCache | None) -> torch.Tensor:
-        x = self.bert.embeddings(ids, None, cache.length if cache is not None else 0)  # (B, T, C)
+        x = self.bert.embeddings(ids, None, start=cache.length if cache is not None else 0)  # (B, T, C)
         return self.cls.predictions(decode_stack(self.bert.encoder, x, encoder_hidden, encoder_mask, cache))
 
 

@@ -21,6 +21,7 @@ MODEL_TYPES = {
     "bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "camembert": "bert",
     "distilbert": "distilbert",
     "electra": "electra",
+    "tapas": "tapas",
     "deberta-v2": "deberta_v2",
     "t5": "t5", "mt5": "t5",
     "bart": "bart", "mbart": "bart", "marian": "bart",
