@@ -26,7 +26,7 @@ MODEL_TYPES = {
     "bart": "bart", "mbart": "bart", "marian": "bart",
     "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "phi3": "phi3",
     "gpt2": "gpt2",
-    "vit": "vit", "deit": "vit", "dinov2": "dinov2", "convnext": "convnext", "resnet": "resnet",
+    "vit": "vit", "deit": "vit", "dinov2": "dinov2", "convnext": "convnext", "resnet": "resnet", "swin": "swin",
     "clip": "clip", "siglip": "clip", "yolos": "yolos", "detr": "detr",
     "dpt": "dpt", "depth_anything": "depth_anything", "owlvit": "owlvit",
     "wav2vec2": "wav2vec2", "hubert": "wav2vec2",
