@@ -28,7 +28,7 @@ MODEL_TYPES = {
     "gpt2": "gpt2",
     "vit": "vit", "deit": "vit", "dinov2": "dinov2", "convnext": "convnext", "resnet": "resnet", "swin": "swin",
     "clip": "clip", "siglip": "clip", "yolos": "yolos", "detr": "detr",
-    "dpt": "dpt", "depth_anything": "depth_anything", "owlvit": "owlvit",
+    "dpt": "dpt", "depth_anything": "depth_anything", "owlvit": "owlvit", "segformer": "segformer",
     "wav2vec2": "wav2vec2", "hubert": "wav2vec2",
     "whisper": "whisper",
 }
