@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fixtures.images import make_image, variety
-from fixtures.vision_checkpoints import build_vision
+from fixtures.vision_checkpoints import build_timm_detr, build_vision
 from parity.compare import ATOL
 
 pytest.importorskip("PIL.Image")
@@ -116,3 +116,26 @@ def test_images_keyword_and_path(models, tmp_path):
     assert_segments(ours(str(path), **kwargs), theirs(str(path), **kwargs))
     # 4.57.6 pops `images=` but its signature still requires `inputs`: compared with the positional call
     assert_segments(ours(images=IMAGES[2], **kwargs), theirs(IMAGES[2], **kwargs))
+
+
+def test_detr_panoptic_timm_backbone_names_load_identically():
+    """facebook/detr-resnet-50-panoptic (the task's default) stores its backbone under timm's names, with
+    BatchNorm counters: the same weights under those names must give identical segments."""
+    import inferline
+
+    hf = inferline.pipeline("image-segmentation", model=str(build_vision("detr-panoptic", "image-segmentation")))
+    timm = inferline.pipeline("image-segmentation", model=str(build_timm_detr("detr-panoptic", "image-segmentation")))
+    kwargs = CALLS["detr-panoptic"][1]
+    for image in IMAGES[:3]:
+        expected = hf(image, **kwargs)
+        assert expected
+        got = timm(image, **kwargs)
+        assert [(s["score"], s["label"], s["mask"].tobytes()) for s in got] == \
+            [(s["score"], s["label"], s["mask"].tobytes()) for s in expected]
+
+
+def test_task_inferred_from_the_architecture():
+    import inferline
+
+    for arch, head in MODELS.items():
+        assert inferline.pipeline(model=str(build_vision(arch, head))).task == "image-segmentation"
