@@ -139,3 +139,16 @@ def test_task_inferred_from_the_architecture():
 
     for arch, head in MODELS.items():
         assert inferline.pipeline(model=str(build_vision(arch, head))).task == "image-segmentation"
+
+
+def test_detr_backbone_outputs_follow_the_config():
+    """The stages DETR reads are the backbone's out_features (transformers) or out_indices (timm, default 1-4)."""
+    from inferline.models.detr import DetrConfig
+
+    resnet = {"model_type": "resnet", "depths": [1, 1, 1, 1], "hidden_sizes": [8, 8, 16, 16]}
+    assert DetrConfig.from_hf({"backbone_config": {**resnet, "out_features": ["stage2", "stage4"]}}
+                              ).feature_stages() == [1, 3]
+    assert DetrConfig.from_hf({"backbone_config": resnet}).feature_stages() == [3]  # transformers: the last stage
+    assert DetrConfig.from_hf({"backbone": "resnet50"}).feature_stages() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="'stem'.*not the stem"):
+        DetrConfig.from_hf({"backbone_config": {**resnet, "out_features": ["stem", "stage4"]}}).feature_stages()

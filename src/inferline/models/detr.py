@@ -6,6 +6,9 @@ The backbone loads from either naming: transformers' ResNetBackbone (`embedder`,
 timm's resnet (`conv1`, `bn1`, `layer1.0.conv1`, `downsample.0`, ...) that the default checkpoints
 (facebook/detr-resnet-50, use_timm_backbone=True) store, with BatchNorm counters (`num_batches_tracked`)
 known-unused.
+
+DetrForSegmentation (facebook/detr-resnet-50-panoptic) adds the panoptic mask head: each query's attention
+map over the encoder's features, refined with three backbone stages by a small conv FPN into mask logits.
 """
 
 from __future__ import annotations
@@ -46,6 +49,24 @@ class DetrConfig(ModelConfig):
     dilation: bool = False
     position_embedding_type: str = "sine"
     num_channels: int = 3
+    backbone_kwargs: dict | None = None
+
+    def feature_stages(self) -> list[int]:
+        """The backbone stages (0-based) DETR reads: transformers' backbone out_features / out_indices, or
+        timm's out_indices (default 1-4: every stage); the last feeds the transformer, the rest the mask head."""
+        n = len(self.resnet().depths)
+        if self.backbone_config:
+            names = self.backbone_config.get("out_features")
+            indices = self.backbone_config.get("out_indices")
+            given = names or indices
+            stages = [int(name.removeprefix("stage")) - 1 if name.startswith("stage") else -1 for name in names] \
+                if names else [i - 1 for i in indices] if indices else [n - 1]
+        else:
+            given = (self.backbone_kwargs or {}).get("out_indices", (1, 2, 3, 4))
+            stages = [i - 1 for i in given]
+        if any(i < 0 or i >= n for i in stages):
+            raise ValueError(f"DETR backbone outputs {given!r} are not supported: only stages 1-{n} (not the stem).")
+        return stages
 
     def resnet(self) -> ResNetConfig:
         if self.backbone_config:
@@ -62,7 +83,7 @@ class DetrFeatures(NamedTuple):
     memory: torch.Tensor  # (B, h*w, d): the encoder's output
     mask: torch.Tensor  # (B, h, w) bool: real (not padded) feature positions
     projected: torch.Tensor  # (B, d, h, w): the backbone's last feature map after the 1x1 projection
-    stages: list  # every backbone stage's output, (B, C_i, h_i, w_i)
+    stages: list  # the backbone outputs DETR reads (feature_stages), (B, C_i, h_i, w_i)
 
 
 def sine_positions(mask: torch.Tensor, dim: int) -> torch.Tensor:
@@ -142,7 +163,8 @@ class DetrModel(nn.Module):
         if c.dilation or c.position_embedding_type != "sine":
             raise ValueError("DETR with dilation or learnt position embeddings is not supported yet.")
         self.backbone = Backbone(c)
-        self.input_projection = nn.Conv2d(c.resnet().hidden_sizes[-1], c.d_model, kernel_size=1)
+        self.feature_stages = c.feature_stages()
+        self.input_projection = nn.Conv2d(c.resnet().hidden_sizes[self.feature_stages[-1]], c.d_model, kernel_size=1)
         self.query_position_embeddings = nn.Embedding(c.num_queries, c.d_model)
         act = c.activation_function
         self.encoder = _Layers(EncoderLayer(c.d_model, c.encoder_attention_heads, c.encoder_ffn_dim, act)
@@ -155,6 +177,7 @@ class DetrModel(nn.Module):
         if pixel_mask is None:
             pixel_mask = torch.ones(B, H, W, dtype=torch.long, device=pixel_values.device)
         stages = self.backbone.conv_encoder.model.stages(pixel_values.to(self.input_projection.weight.dtype))
+        stages = [stages[i] for i in self.feature_stages]
         features = stages[-1]
         mask = F.interpolate(pixel_mask[None].float(), size=features.shape[-2:]).to(torch.bool)[0]  # (B, h, w)
         pos = sine_positions(mask, self.input_projection.out_channels // 2).flatten(2).transpose(1, 2)
@@ -249,9 +272,10 @@ class DetrForSegmentation(nn.Module):
     def __init__(self, c: DetrConfig):
         super().__init__()
         self.detr = DetrForObjectDetection(c)
-        sizes = c.resnet().hidden_sizes
+        sizes = [c.resnet().hidden_sizes[i] for i in c.feature_stages()]
         if len(sizes) < 3:
-            raise ValueError(f"DETR's mask head needs a backbone of at least 3 stages; this one has {len(sizes)}.")
+            raise ValueError(f"DETR's mask head needs at least 3 backbone outputs; this checkpoint's backbone gives "
+                             f"{len(sizes)}.")
         self.mask_head = MaskHead(c.d_model + c.encoder_attention_heads, sizes[::-1][-3:], c.d_model)
         self.bbox_attention = AttentionMap(c.d_model, c.encoder_attention_heads)
 
