@@ -126,8 +126,9 @@ CASES = {
     "zero-shot-object-detection": Case("owlvit", "zero-shot-object-detection", _images,
                                        {"candidate_labels": ["cat", "dog"], "threshold": 0.3},
                                        builder=_vision("owlvit", "zero-shot-object-detection")),
-    "image-segmentation": Case("detr-panoptic", "image-segmentation", _images, {"threshold": 0.0, "mask_threshold": 0.1},
-                               expected=_png_masks, builder=_vision("detr-panoptic", "image-segmentation")),
+    "image-segmentation": Case("detr-panoptic", "image-segmentation", _images,
+                               {"threshold": 0.0, "mask_threshold": 0.1}, expected=_png_masks,
+                               builder=_vision("detr-panoptic", "image-segmentation")),
     "audio-classification": Case("wav2vec2", "audio-classification", _sounds, {"top_k": 2}, expected=_decoded),
     "automatic-speech-recognition": Case("wav2vec2", "ctc", _sounds, expected=_decoded),
 }

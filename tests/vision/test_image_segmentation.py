@@ -19,7 +19,8 @@ CALLS = {
     "segformer": [{}, {"subtask": "semantic"}, {"threshold": 0.1, "mask_threshold": 0.2}],
     "detr-panoptic": [{}, {"threshold": 0.0, "mask_threshold": 0.1},
                       {"threshold": 0.2, "mask_threshold": 0.05, "overlap_mask_area_threshold": 0.0},
-                      {"subtask": "panoptic", "threshold": 0.0, "mask_threshold": 0.1, "overlap_mask_area_threshold": 0.3},
+                      {"subtask": "panoptic", "threshold": 0.0, "mask_threshold": 0.1,
+                       "overlap_mask_area_threshold": 0.3},
                       {"subtask": "instance", "threshold": 0.0, "mask_threshold": 0.05},
                       {"subtask": "semantic"}],
 }
