@@ -73,6 +73,15 @@ def _predicted_depth(theirs, value, params):
     return theirs(value, **params)["predicted_depth"].tolist()
 
 
+def _png_masks(theirs, value, params):
+    """The output file holds masks as PNG data URIs: transformers' answer written the same way."""
+    import json
+
+    from inferline.records import to_json
+
+    return json.loads(to_json(theirs(value, **params)))
+
+
 def _vision(arch: str, head: str):
     def build():
         from fixtures.vision_checkpoints import build_vision
@@ -127,6 +136,9 @@ CASES = {
                                        builder=_vision("owlvit", "zero-shot-object-detection")),
     "image-to-text": Case("vit-gpt2", "vision2seq", _images, {"max_new_tokens": 4},
                           builder=_vision("vit-gpt2", "vision2seq")),
+    "image-segmentation": Case("detr-panoptic", "image-segmentation", _images,
+                               {"threshold": 0.0, "mask_threshold": 0.1}, expected=_png_masks,
+                               builder=_vision("detr-panoptic", "image-segmentation")),
     "audio-classification": Case("wav2vec2", "audio-classification", _sounds, {"top_k": 2}, expected=_decoded),
     "automatic-speech-recognition": Case("wav2vec2", "ctc", _sounds, expected=_decoded),
     "table-question-answering": Case("tapas-wtq", "table-question-answering", [

@@ -58,6 +58,8 @@ CASES = {
     "zero-shot-object-detection": ("zero-shot-object-detection", ("vision", "owlvit", "zero-shot-object-detection"),
                                    "IMAGES", {"candidate_labels": ["cat", "dog"], "threshold": 0.3}),
     "image-to-text": ("image-to-text", ("vision", "vit-gpt2", "vision2seq"), "IMAGES", {"max_new_tokens": 4}),
+    "image-segmentation": ("image-segmentation", ("vision", "detr-panoptic", "image-segmentation"), "IMAGES",
+                           {"threshold": 0.0, "mask_threshold": 0.1}),
     "audio-classification": ("audio-classification", ("wav2vec2", "audio-classification", {}), "AUDIO",
                              {"top_k": 2}),
     "automatic-speech-recognition": ("automatic-speech-recognition", ("whisper-en", "speech-seq2seq", {}), "AUDIO",

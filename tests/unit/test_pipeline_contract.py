@@ -195,6 +195,8 @@ def test_no_task_imports_transformers(checkpoint, tmp_path):
         ("depth-estimation", build_vision("depth_anything", "depth-estimation"), [image, image], {"batch_size": 2}),
         ("zero-shot-object-detection", build_vision("owlvit", "zero-shot-object-detection"), image,
          {"candidate_labels": ["cat", "dog"]}),
+        ("image-segmentation", build_vision("detr-panoptic", "image-segmentation"), image,
+         {"threshold": 0.0, "mask_threshold": 0.1}),
         ("audio-classification", checkpoint("wav2vec2", "audio-classification"), "<audio>", {}),
         ("automatic-speech-recognition", checkpoint("wav2vec2", "ctc"), "<audio>", {}),
         ("automatic-speech-recognition", checkpoint("whisper", "speech-seq2seq"), "<audio>",

@@ -42,6 +42,9 @@ CONFIGS = [{"image_processor_type": name} for name in PROCESSOR_DEFAULTS] + [
     {"image_processor_type": "SiglipImageProcessor", "do_rescale": False, "size": {"height": 16, "width": 16}},
     {"image_processor_type": "BitImageProcessor", "size": {"shortest_edge": 30},
      "crop_size": {"height": 40, "width": 44}},
+    # nvidia/segformer-b0-finetuned-ade-512-512's form: an int size, the legacy reduce_labels (labels only)
+    {"feature_extractor_type": "SegformerFeatureExtractor", "reduce_labels": True, "resample": 2, "size": 48},
+    {"image_processor_type": "SegformerImageProcessor", "do_reduce_labels": True, "size": {"height": 40, "width": 56}},
 ]
 
 

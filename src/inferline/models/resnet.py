@@ -109,11 +109,6 @@ class Encoder(nn.Module):
         self.stages = nn.ModuleList(Stage(c, i, o, s, d, norm)
                                     for i, o, s, d in zip(ins, c.hidden_sizes, strides, c.depths))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in self.stages:
-            x = stage(x)
-        return x
-
 
 class ResNetModel(nn.Module):
     """`norm`: BatchNorm2d, or vision.FrozenBatchNorm2d where a backbone's checkpoint stores no counters (DETR)."""
@@ -123,8 +118,17 @@ class ResNetModel(nn.Module):
         self.embedder = Embedder(c, norm)
         self.encoder = Encoder(c, norm)
 
+    def stages(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """Every stage's output, (B, C_i, H_i, W_i): the feature maps a backbone gives (DETR's mask head)."""
+        x = self.embedder(pixel_values.to(self.embedder.embedder.convolution.weight.dtype))
+        out = []
+        for stage in self.encoder.stages:
+            x = stage(x)
+            out.append(x)
+        return out
+
     def forward(self, pixel_values: torch.Tensor) -> VisionOutput:
-        hidden = self.encoder(self.embedder(pixel_values.to(self.embedder.embedder.convolution.weight.dtype)))
+        hidden = self.stages(pixel_values)[-1]
         return VisionOutput(hidden, hidden.mean((2, 3), keepdim=True))  # (B, C, H, W), (B, C, 1, 1)
 
 

@@ -118,23 +118,33 @@ class LayerScale(nn.Module):
 
 class PreNormBlock(nn.Module):
     """x + attn(LN(x)), then x + MLP(LN(x)): the ViT block (names as ViT's checkpoints; DINOv2 adds layer
-    scales and maps its norm1/norm2/mlp.fc1/mlp.fc2 onto these; BLIP fuses q/k/v: `fused_qkv`)."""
+    scales and maps its norm1/norm2/mlp.fc1/mlp.fc2 onto these; BLIP fuses q/k/v: `fused_qkv`).
+
+    attention: replaces ViT's global self-attention (Swin's shifted windows, SegFormer's reduced keys);
+    mlp: replaces the intermediate/output feed-forward (SegFormer's Mix-FFN). Extra forward arguments (the
+    token grid's size) are passed on to both.
+    """
 
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, act: str, eps: float,
-                 qkv_bias: bool = True, layer_scale: bool = False, fused_qkv: bool = False):
+                 qkv_bias: bool = True, layer_scale: bool = False, fused_qkv: bool = False,
+                 attention: nn.Module | None = None, mlp: nn.Module | None = None):
         super().__init__()
         self.layernorm_before = nn.LayerNorm(hidden_size, eps=eps)
-        self.attention = AttentionWithOutput(hidden_size, num_heads, qkv_bias, fused_qkv)
+        self.attention = attention if attention is not None else \
+            AttentionWithOutput(hidden_size, num_heads, qkv_bias, fused_qkv)
         self.layernorm_after = nn.LayerNorm(hidden_size, eps=eps)
-        self.intermediate = MLP(hidden_size, intermediate_size, act, names=("dense", None))
-        self.output = Dense(intermediate_size, hidden_size)
+        self.mlp = mlp
+        if mlp is None:
+            self.intermediate = MLP(hidden_size, intermediate_size, act, names=("dense", None))
+            self.output = Dense(intermediate_size, hidden_size)
         self.layer_scale1 = LayerScale(hidden_size) if layer_scale else None
         self.layer_scale2 = LayerScale(hidden_size) if layer_scale else None
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        a = self.attention(self.layernorm_before(x), mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *extra) -> torch.Tensor:
+        a = self.attention(self.layernorm_before(x), mask, *extra)
         x = x + (self.layer_scale1(a) if self.layer_scale1 is not None else a)
-        m = self.output(self.intermediate(self.layernorm_after(x)))
+        h = self.layernorm_after(x)
+        m = self.output(self.intermediate(h)) if self.mlp is None else self.mlp(h, *extra)
         return x + (self.layer_scale2(m) if self.layer_scale2 is not None else m)
 
 

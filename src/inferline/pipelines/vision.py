@@ -39,7 +39,7 @@ class ImagePipelineMixin:
 
 class SameSizeBatches:
     """Batch only images of one processed size: padding would change a dense model's outputs (detections,
-    depth), so images of different sizes go in different batches and results equal unbatched ones."""
+    masks, depth), so images of different sizes go in different batches and results equal unbatched ones."""
 
     def _forward_window(self, pieces, batch_size, fwd):
         groups: dict[tuple, list[int]] = {}
