@@ -1,6 +1,9 @@
 """Generic task heads over any encoder backbone.
 
-A backbone is any module with `forward(input_ids, attention_mask=None, token_type_ids=None) -> (B, T, C)`.
+A backbone is any module with `forward(input_ids, attention_mask=None, token_type_ids=None) -> (B, T, C)`;
+the token and span heads pass any further inputs on to it by name (LayoutLM's `bbox`, LayoutLMv3's
+`pixel_values`). A backbone whose output holds more positions than the input (LayoutLMv3's image patches
+after the text) is cut back to the input's tokens there.
 Head models keep the backbone under the family's checkpoint prefix (`bert.`, `roberta.`, ...) so that
 their state-dict names equal the checkpoint's; families map their own head names onto these.
 """
@@ -80,17 +83,22 @@ class TokenClassificationModel(_WithBackbone):
         super().__init__(backbone, prefix)
         self.classifier = nn.Linear(hidden_size, num_labels)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        return self.classifier(self.backbone(input_ids, attention_mask, token_type_ids))  # (B, T, L)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **inputs) -> torch.Tensor:
+        hidden = self.backbone(input_ids, attention_mask, token_type_ids, **inputs)
+        return self.classifier(hidden[:, : input_ids.shape[1]])  # (B, T, L)
 
 
 class QuestionAnsweringModel(_WithBackbone):
-    def __init__(self, backbone: nn.Module, prefix: str, hidden_size: int):
-        super().__init__(backbone, prefix)
-        self.qa_outputs = nn.Linear(hidden_size, 2)
+    """Span logits from the backbone's token states; `qa_outputs` is one linear layer, or the family's own
+    module (LayoutLMv3's classification-style dense → tanh → out_proj)."""
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> SpanLogits:
-        logits = self.qa_outputs(self.backbone(input_ids, attention_mask, token_type_ids))  # (B, T, 2)
+    def __init__(self, backbone: nn.Module, prefix: str, hidden_size: int, qa_outputs: nn.Module | None = None):
+        super().__init__(backbone, prefix)
+        self.qa_outputs = qa_outputs if qa_outputs is not None else nn.Linear(hidden_size, 2)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **inputs) -> SpanLogits:
+        hidden = self.backbone(input_ids, attention_mask, token_type_ids, **inputs)
+        logits = self.qa_outputs(hidden[:, : input_ids.shape[1]])  # (B, T, 2): text tokens only
         start, end = logits.unbind(-1)
         return SpanLogits(start.contiguous(), end.contiguous())
 
