@@ -60,6 +60,17 @@ def _sounds(folder):
     return paths
 
 
+def _documents(folder):
+    """A rendered page read with OCR (by path), and a document given as word boxes."""
+    from fixtures.images import document_image
+
+    path = str(folder / "page.png")
+    document_image(["Invoice number: US-001", "Total due: 42 dollars"]).save(path)
+    return [{"image": path, "question": "What is the invoice number?"},
+            {"image": None, "question": "What is due?",
+             "word_boxes": [[w, [60 * i, 10, 60 * i + 50, 30]] for i, w in enumerate("Total due : 42 dollars".split())]}]
+
+
 def _decoded(theirs, value, params):
     """transformers reads audio files through a system ffmpeg, which these machines lack: give it the samples."""
     import soundfile
@@ -109,4 +120,6 @@ CASES = {
                              builder=_vision("detr", "object-detection")),
     "audio-classification": Case("wav2vec2", "audio-classification", _sounds, {"top_k": 2}, expected=_decoded),
     "automatic-speech-recognition": Case("wav2vec2", "ctc", _sounds, expected=_decoded),
+    "document-question-answering": Case("layoutlm", "document-question-answering", _documents, {"top_k": 2},
+                                        builder=_vision("layoutlm", "document-question-answering")),
 }

@@ -191,6 +191,8 @@ def test_no_task_imports_transformers(checkpoint, tmp_path):
         ("zero-shot-image-classification", build_vision("clip", "zero-shot-image-classification"), image,
          {"candidate_labels": ["cat", "dog"]}),
         ("object-detection", build_vision("detr", "object-detection"), image, {"threshold": 0.0}),
+        ("document-question-answering", build_vision("layoutlm", "document-question-answering"),
+         {"image": None, "question": "What?", "word_boxes": [("a", [1, 2, 3, 4]), ("b", [5, 6, 7, 8])]}, {}),
         ("audio-classification", checkpoint("wav2vec2", "audio-classification"), "<audio>", {}),
         ("automatic-speech-recognition", checkpoint("wav2vec2", "ctc"), "<audio>", {}),
         ("automatic-speech-recognition", checkpoint("whisper", "speech-seq2seq"), "<audio>",
