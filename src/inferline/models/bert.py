@@ -44,34 +44,41 @@ class BertEmbeddings(nn.Module):
     Sizes are arguments so other families reuse it: ELECTRA (embedding_size), DistilBERT (no token types:
     type_vocab_size=0). `position_offset` is RoBERTa's: real tokens are numbered from pad_token_id + 1.
     `layout_positions` (LayoutLM's max_2d_position_embeddings) adds the 2-D layout embeddings of each token's
-    box (x0, y0, x1, y1): x/y tables for the corners, h/w tables for its height and width.
+    box (x0, y0, x1, y1): x/y tables for the corners, h/w tables for its height and width, summed; with
+    `layout_widths` (LayoutLMv3's coordinate_size, shape_size) the six are narrower and concatenated.
     """
 
     def __init__(self, vocab_size: int, size: int, max_positions: int, type_vocab_size: int, eps: float,
-                 position_offset: int | None = None, layout_positions: int | None = None):
+                 position_offset: int | None = None, layout_positions: int | None = None,
+                 layout_widths: tuple[int, int] | None = None):
         super().__init__()
         self.word_embeddings = nn.Embedding(vocab_size, size)
         self.position_embeddings = nn.Embedding(max_positions, size)
         if layout_positions:
-            for axis in "xyhw":
-                self.add_module(f"{axis}_position_embeddings", nn.Embedding(layout_positions, size))
-        self.layout = bool(layout_positions)
+            coordinate, shape = layout_widths or (size, size)
+            for axis, width in zip("xyhw", (coordinate, coordinate, shape, shape)):
+                self.add_module(f"{axis}_position_embeddings", nn.Embedding(layout_positions, width))
+        self.layout, self.layout_concat = bool(layout_positions), layout_widths is not None
         self.token_type_embeddings = nn.Embedding(type_vocab_size, size) if type_vocab_size else None
         self.LayerNorm = nn.LayerNorm(size, eps=eps)
         self.position_offset = position_offset
 
     @classmethod
-    def from_config(cls, cfg: BertConfig, size: int | None = None, layout_positions: int | None = None
-                    ) -> "BertEmbeddings":
+    def from_config(cls, cfg: BertConfig, size: int | None = None, layout_positions: int | None = None,
+                    layout_widths: tuple[int, int] | None = None) -> "BertEmbeddings":
         return cls(cfg.vocab_size, size or cfg.hidden_size, cfg.max_position_embeddings, cfg.type_vocab_size,
-                   cfg.layer_norm_eps, cfg.pad_token_id if cfg.roberta_like else None, layout_positions)
+                   cfg.layer_norm_eps, cfg.pad_token_id if cfg.roberta_like else None, layout_positions, layout_widths)
 
     def layout_embeddings(self, bbox: torch.Tensor) -> torch.Tensor:
         """(B, T, 4) boxes (x0, y0, x1, y1) → (B, T, C): both corners, then height and width."""
         x, y = self.x_position_embeddings, self.y_position_embeddings
+        height, width = bbox[..., 3] - bbox[..., 1], bbox[..., 2] - bbox[..., 0]
+        if self.layout_concat:  # LayoutLMv3 clips sizes to its tables' 1024 rows
+            parts = (x(bbox[..., 0]), y(bbox[..., 1]), x(bbox[..., 2]), y(bbox[..., 3]),
+                     self.h_position_embeddings(height.clamp(0, 1023)), self.w_position_embeddings(width.clamp(0, 1023)))
+            return torch.cat(parts, dim=-1)
         return (x(bbox[..., 0]) + y(bbox[..., 1]) + x(bbox[..., 2]) + y(bbox[..., 3])
-                + self.h_position_embeddings(bbox[..., 3] - bbox[..., 1])
-                + self.w_position_embeddings(bbox[..., 2] - bbox[..., 0]))
+                + self.h_position_embeddings(height) + self.w_position_embeddings(width))
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
                 bbox: torch.Tensor | None = None) -> torch.Tensor:

@@ -22,16 +22,18 @@ HEADS = ("base", "sequence-classification", "token-classification", "question-an
 
 
 class ClassificationHead(nn.Module):
-    """First token → [dense → activation] → out_proj: the sentence-classification head of every family."""
+    """First token → [dense → activation] → out_proj: the sentence-classification head of every family;
+    `first_token=False` applies it to every token (LayoutLMv3's span head)."""
 
-    def __init__(self, hidden_size: int, num_labels: int, act: str | None = "tanh"):
+    def __init__(self, hidden_size: int, num_labels: int, act: str | None = "tanh", first_token: bool = True):
         super().__init__()
         self.dense = nn.Linear(hidden_size, hidden_size) if act else None
         self.act = activation(act) if act else None
         self.out_proj = nn.Linear(hidden_size, num_labels)
+        self.first_token = first_token
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        x = hidden[:, 0]  # (B, C)
+        x = hidden[:, 0] if self.first_token else hidden  # (B, C) or (B, T, C)
         if self.dense is not None:
             x = self.act(self.dense(x))
         return self.out_proj(x)  # (B, num_labels)
