@@ -60,6 +60,17 @@ def _sounds(folder):
     return paths
 
 
+def _documents(folder):
+    """A rendered page read with OCR (by path), and a document given as word boxes."""
+    from fixtures.images import document_image
+
+    path = str(folder / "page.png")
+    document_image(["Invoice number: US-001", "Total due: 42 dollars"]).save(path)
+    return [{"image": path, "question": "What is the invoice number?"},
+            {"image": None, "question": "What is due?",
+             "word_boxes": [[w, [60 * i, 10, 60 * i + 50, 30]] for i, w in enumerate("Total due : 42 dollars".split())]}]
+
+
 def _decoded(theirs, value, params):
     """transformers reads audio files through a system ffmpeg, which these machines lack: give it the samples."""
     import soundfile
@@ -146,4 +157,6 @@ CASES = {
          "query": "Which city is the oldest?"},
         {"table": {"Year": ["1999", "2001"], "Event": ["first flight", ""]}, "query": ["When?", "How many events?"]},
         {"table": {"n": ["one", "2", "3rd"]}, "query": "the sum"}], expected=_table_qa),
+    "document-question-answering": Case("layoutlm", "document-question-answering", _documents, {"top_k": 2},
+                                        builder=_vision("layoutlm", "document-question-answering")),
 }

@@ -70,6 +70,13 @@ CASES = {
                                   {"table": {"n": ["1", "2", "3"]}, "query": "the sum"},
                                   {"table": {"Year": ["1999", "2001"], "Event": ["first flight", ""]},
                                    "query": "When?"}], {}),
+    # a document given as word boxes (JSON lists), long enough for several windows
+    "document-question-answering": ("document-question-answering",
+                                    ("vision", "layoutlm", "document-question-answering"),
+                                    [{"image": None, "question": q, "word_boxes": [[f"w{i % 7}", [i, i, i + 5, i + 9]]
+                                                                                   for i in range(n)]}
+                                     for q, n in (("What?", 40), ("Which one is it?", 3), ("Who?", 90))],
+                                    {"top_k": 2, "max_seq_len": 48, "doc_stride": 16}),
 }
 MEDIA_TYPES = {"IMAGES": "image/png", "AUDIO": "audio/wav"}
 

@@ -197,6 +197,8 @@ def test_no_task_imports_transformers(checkpoint, tmp_path):
          {"candidate_labels": ["cat", "dog"]}),
         ("image-segmentation", build_vision("detr-panoptic", "image-segmentation"), image,
          {"threshold": 0.0, "mask_threshold": 0.1}),
+        ("document-question-answering", build_vision("layoutlm", "document-question-answering"),
+         {"image": None, "question": "What?", "word_boxes": [("a", [1, 2, 3, 4]), ("b", [5, 6, 7, 8])]}, {}),
         ("audio-classification", checkpoint("wav2vec2", "audio-classification"), "<audio>", {}),
         ("automatic-speech-recognition", checkpoint("wav2vec2", "ctc"), "<audio>", {}),
         ("automatic-speech-recognition", checkpoint("whisper", "speech-seq2seq"), "<audio>",

@@ -18,7 +18,9 @@ PIL = pytest.importorskip("PIL.Image")
 
 from inferline.processing.image import PROCESSOR_DEFAULTS, ImageProcessor, is_image_config, load_image  # noqa: E402
 
-CONFIGS = [{"image_processor_type": name} for name in PROCESSOR_DEFAULTS] + [
+# LayoutLMv3's OCR (apply_ocr) is the document-QA pipeline's step (processing/ocr.py), compared in its tests.
+NO_OCR = {"LayoutLMv3ImageProcessor": {"apply_ocr": False}}
+CONFIGS = [{"image_processor_type": name, **NO_OCR.get(name, {})} for name in PROCESSOR_DEFAULTS] + [
     # legacy forms the default checkpoints still ship
     {"feature_extractor_type": "DetrFeatureExtractor", "size": 320, "max_size": 500, "do_normalize": True},
     {"feature_extractor_type": "DetrFeatureExtractor", "size": 96},  # int size: longest edge defaults to 1333

@@ -45,13 +45,22 @@ class BertEmbeddings(nn.Module):
     Sizes are arguments so other families reuse it: ELECTRA (embedding_size), DistilBERT (no token types:
     type_vocab_size=0), TAPAS (a tuple of sizes: several token-type channels, and its own `position_ids`).
     `position_offset` is RoBERTa's: real tokens are numbered from pad_token_id + 1.
+    `layout_positions` (LayoutLM's max_2d_position_embeddings) adds the 2-D layout embeddings of each token's
+    box (x0, y0, x1, y1): x/y tables for the corners, h/w tables for its height and width, summed; with
+    `layout_widths` (LayoutLMv3's coordinate_size, shape_size) the six are narrower and concatenated.
     """
 
     def __init__(self, vocab_size: int, size: int, max_positions: int, type_vocab_size: int | tuple[int, ...],
-                 eps: float, position_offset: int | None = None):
+                 eps: float, position_offset: int | None = None, layout_positions: int | None = None,
+                 layout_widths: tuple[int, int] | None = None):
         super().__init__()
         self.word_embeddings = nn.Embedding(vocab_size, size)
         self.position_embeddings = nn.Embedding(max_positions, size)
+        if layout_positions:
+            coordinate, shape = layout_widths or (size, size)
+            for axis, width in zip("xyhw", (coordinate, coordinate, shape, shape)):
+                self.add_module(f"{axis}_position_embeddings", nn.Embedding(layout_positions, width))
+        self.layout, self.layout_concat = bool(layout_positions), layout_widths is not None
         channels = type_vocab_size if isinstance(type_vocab_size, tuple) else ()
         self.token_type_embeddings = nn.Embedding(type_vocab_size, size) if type_vocab_size and not channels else None
         for i, n in enumerate(channels):  # TAPAS: one table per token-type channel, token_type_ids (B, T, channels)
@@ -61,12 +70,25 @@ class BertEmbeddings(nn.Module):
         self.position_offset = position_offset
 
     @classmethod
-    def from_config(cls, cfg: BertConfig, size: int | None = None) -> "BertEmbeddings":
+    def from_config(cls, cfg: BertConfig, size: int | None = None, layout_positions: int | None = None,
+                    layout_widths: tuple[int, int] | None = None) -> "BertEmbeddings":
         return cls(cfg.vocab_size, size or cfg.hidden_size, cfg.max_position_embeddings, cfg.type_vocab_size,
-                   cfg.layer_norm_eps, cfg.pad_token_id if cfg.roberta_like else None)
+                   cfg.layer_norm_eps, cfg.pad_token_id if cfg.roberta_like else None, layout_positions, layout_widths)
+
+    def layout_embeddings(self, bbox: torch.Tensor) -> torch.Tensor:
+        """(B, T, 4) boxes (x0, y0, x1, y1) → (B, T, C): both corners, then height and width."""
+        x, y = self.x_position_embeddings, self.y_position_embeddings
+        height, width = bbox[..., 3] - bbox[..., 1], bbox[..., 2] - bbox[..., 0]
+        if self.layout_concat:  # LayoutLMv3 clips sizes to its tables' 1024 rows
+            parts = (x(bbox[..., 0]), y(bbox[..., 1]), x(bbox[..., 2]), y(bbox[..., 3]),
+                     self.h_position_embeddings(height.clamp(0, 1023)), self.w_position_embeddings(width.clamp(0, 1023)))
+            return torch.cat(parts, dim=-1)
+        return (x(bbox[..., 0]) + y(bbox[..., 1]) + x(bbox[..., 2]) + y(bbox[..., 3])
+                + self.h_position_embeddings(height) + self.w_position_embeddings(width))
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
-                position_ids: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+                position_ids: torch.Tensor | None = None, start: int = 0,
+                bbox: torch.Tensor | None = None) -> torch.Tensor:
         """`start`: the position of the first token (a decoder step after `start` cached tokens: BLIP)."""
         B, T = input_ids.shape
         if position_ids is not None:
@@ -88,26 +110,31 @@ class BertEmbeddings(nn.Module):
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)
             x = x + self.token_type_embeddings(token_type_ids)
-        return self.LayerNorm(x + self.position_embeddings(positions))  # (B, T, C)
+        x = x + self.position_embeddings(positions)
+        if self.layout:  # LayoutLM: a missing bbox is all-zero boxes, as in transformers
+            x = x + self.layout_embeddings(bbox if bbox is not None else input_ids.new_zeros((B, T, 4)))
+        return self.LayerNorm(x)  # (B, T, C)
 
 
 class BertModel(nn.Module):
     """Embeddings → post-norm encoder. ELECTRA's embeddings are `embedding_size` wide, mapped up to
-    hidden_size by `embeddings_project` when the two differ."""
+    hidden_size by `embeddings_project` when the two differ; LayoutLM's add 2-D box embeddings
+    (`layout_positions`), and then forward takes each token's `bbox`."""
 
-    def __init__(self, cfg: BertConfig, embedding_size: int | None = None):
+    def __init__(self, cfg: BertConfig, embedding_size: int | None = None, layout_positions: int | None = None):
         super().__init__()
         if cfg.position_embedding_type != "absolute":
             raise UnsupportedModelError(
                 f"position_embedding_type {cfg.position_embedding_type!r} is not supported; only 'absolute'.")
-        self.embeddings = BertEmbeddings.from_config(cfg, size=embedding_size)
+        self.embeddings = BertEmbeddings.from_config(cfg, size=embedding_size, layout_positions=layout_positions)
         if embedding_size is not None and embedding_size != cfg.hidden_size:
             self.embeddings_project = FastLinear(embedding_size, cfg.hidden_size)
         self.encoder = PostNormEncoder(cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads,
                                        cfg.intermediate_size, cfg.hidden_act, cfg.layer_norm_eps)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None) -> torch.Tensor:
-        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, E)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                bbox=None) -> torch.Tensor:
+        x = self.embeddings(input_ids, token_type_ids, position_ids, bbox=bbox)  # (B, T, E)
         if "embeddings_project" in self._modules:
             x = self.embeddings_project(x)  # (B, T, C)
         return self.encoder(x, padding_mask(attention_mask, x.dtype))  # (B, T, C)

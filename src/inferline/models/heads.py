@@ -1,6 +1,9 @@
 """Generic task heads over any encoder backbone.
 
-A backbone is any module with `forward(input_ids, attention_mask=None, token_type_ids=None) -> (B, T, C)`.
+A backbone is any module with `forward(input_ids, attention_mask=None, token_type_ids=None) -> (B, T, C)`;
+the token and span heads pass any further inputs on to it by name (LayoutLM's `bbox`, LayoutLMv3's
+`pixel_values`). A backbone whose output holds more positions than the input (LayoutLMv3's image patches
+after the text) is cut back to the input's tokens there.
 Head models keep the backbone under the family's checkpoint prefix (`bert.`, `roberta.`, ...) so that
 their state-dict names equal the checkpoint's; families map their own head names onto these.
 """
@@ -19,16 +22,18 @@ HEADS = ("base", "sequence-classification", "token-classification", "question-an
 
 
 class ClassificationHead(nn.Module):
-    """First token → [dense → activation] → out_proj: the sentence-classification head of every family."""
+    """First token → [dense → activation] → out_proj: the sentence-classification head of every family;
+    `first_token=False` applies it to every token (LayoutLMv3's span head)."""
 
-    def __init__(self, hidden_size: int, num_labels: int, act: str | None = "tanh"):
+    def __init__(self, hidden_size: int, num_labels: int, act: str | None = "tanh", first_token: bool = True):
         super().__init__()
         self.dense = FastLinear(hidden_size, hidden_size) if act else None
         self.act = activation(act) if act else None
         self.out_proj = FastLinear(hidden_size, num_labels)
+        self.first_token = first_token
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        x = hidden[:, 0]  # (B, C)
+        x = hidden[:, 0] if self.first_token else hidden  # (B, C) or (B, T, C)
         if self.dense is not None:
             x = self.act(self.dense(x))
         return self.out_proj(x)  # (B, num_labels)
@@ -80,17 +85,22 @@ class TokenClassificationModel(_WithBackbone):
         super().__init__(backbone, prefix)
         self.classifier = FastLinear(hidden_size, num_labels)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        return self.classifier(self.backbone(input_ids, attention_mask, token_type_ids))  # (B, T, L)
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **inputs) -> torch.Tensor:
+        hidden = self.backbone(input_ids, attention_mask, token_type_ids, **inputs)
+        return self.classifier(hidden[:, : input_ids.shape[1]])  # (B, T, L)
 
 
 class QuestionAnsweringModel(_WithBackbone):
-    def __init__(self, backbone: nn.Module, prefix: str, hidden_size: int):
-        super().__init__(backbone, prefix)
-        self.qa_outputs = FastLinear(hidden_size, 2)
+    """Span logits from the backbone's token states; `qa_outputs` is one linear layer, or the family's own
+    module (LayoutLMv3's classification-style dense → tanh → out_proj)."""
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> SpanLogits:
-        logits = self.qa_outputs(self.backbone(input_ids, attention_mask, token_type_ids))  # (B, T, 2)
+    def __init__(self, backbone: nn.Module, prefix: str, hidden_size: int, qa_outputs: nn.Module | None = None):
+        super().__init__(backbone, prefix)
+        self.qa_outputs = qa_outputs if qa_outputs is not None else FastLinear(hidden_size, 2)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **inputs) -> SpanLogits:
+        hidden = self.backbone(input_ids, attention_mask, token_type_ids, **inputs)
+        logits = self.qa_outputs(hidden[:, : input_ids.shape[1]])  # (B, T, 2): text tokens only
         start, end = logits.unbind(-1)
         return SpanLogits(start.contiguous(), end.contiguous())
 

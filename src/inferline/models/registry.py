@@ -19,6 +19,7 @@ from .weights import WeightMap, load_weights, read_state_dict, resolve_dtype
 # model_type → module that implements it (lazily imported)
 MODEL_TYPES = {
     "bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "camembert": "bert",
+    "layoutlm": "layoutlm", "layoutlmv3": "layoutlmv3",
     "distilbert": "distilbert",
     "electra": "electra",
     "tapas": "tapas",

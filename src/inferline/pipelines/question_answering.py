@@ -83,20 +83,7 @@ class QuestionAnsweringPipeline(ChunkPipeline):
         # The question goes first unless the tokenizer pads on the left (transformers' rule).
         context_index = 0 if self.tokenizer.padding_side == "left" else 1
         texts = (context, question) if context_index == 0 else (question, context)
-        # Windows need room for the context beside the question and the special tokens, and more than doc_stride
-        # (else the Rust tokenizer panics); the short question alone tells, so the context is tokenised once.
-        question_length = len(self.tokenizer.encode(question, add_special_tokens=False)[0].ids)
-        room = max_seq_len - question_length - self.tokenizer.num_special_tokens_to_add(True)
-        encodings = None
-        if room <= doc_stride:  # fine if it all fits in one window, else an error that says why
-            encodings = self.tokenizer.encode(*texts)
-            if len(encodings[0].ids) > max_seq_len:
-                _check_room(encodings[0], context_index, max_seq_len, doc_stride)
-                encodings = None
-        if encodings is None:
-            encodings = self.tokenizer.encode(*texts, truncation="only_first" if context_index == 0 else "only_second",
-                                              max_length=max_seq_len, stride=doc_stride,
-                                              return_overflowing_tokens=True)
+        encodings = window_encodings(self.tokenizer, texts, context_index, max_seq_len, doc_stride)
         names = self._model_input_names()
         cls_id = self.tokenizer.cls_token_id
         for encoding in encodings:
@@ -128,13 +115,10 @@ class QuestionAnsweringPipeline(ChunkPipeline):
         answers: list[dict] = []
         by_text: dict[str, dict] = {}
         for output in model_outputs:
-            allowed = ~output["p_mask"]
-            start = span_probabilities(output["start_logits"][0], allowed)
-            end = span_probabilities(output["end_logits"][0], allowed)
-            null_score = min(null_score, (start[0] * end[0]).item())
-            start[0] = end[0] = 0.0  # the first (CLS) token is never an answer span itself
+            spans, null = window_spans(output, per_window, max_answer_len)
+            null_score = min(null_score, null)
             context, encoding = output["context"], output["encoding"]
-            for first, last, score in best_spans(start, end, allowed, per_window, max_answer_len):
+            for first, last, score in spans:
                 char_start, char_end = char_span(encoding, first, last, output["context_index"], align_to_words)
                 text = context[char_start:char_end]
                 same = by_text.get(text.lower())
@@ -147,6 +131,37 @@ class QuestionAnsweringPipeline(ChunkPipeline):
             answers.append({"score": null_score, "start": 0, "end": 0, "answer": ""})
         answers = sorted(answers, key=lambda a: a["score"], reverse=True)[:top_k]
         return answers[0] if len(answers) == 1 else answers
+
+
+def window_encodings(tokenizer, texts: tuple, context_index: int, max_seq_len: int, doc_stride: int,
+                     is_split_into_words: bool = False) -> list:
+    """One (question, context) pair → its windows: encodings of at most max_seq_len tokens, each with the whole
+    question, consecutive ones sharing doc_stride context tokens (one window when it all fits)."""
+    # Windows need room for the context beside the question and the special tokens, and more than doc_stride
+    # (else the Rust tokenizer panics); the short question alone tells, so the context is tokenised once.
+    question = texts[1 - context_index]
+    question_length = len(tokenizer.encode(question, add_special_tokens=False,
+                                           is_split_into_words=is_split_into_words)[0].ids)
+    room = max_seq_len - question_length - tokenizer.num_special_tokens_to_add(True)
+    if room <= doc_stride:  # fine if it all fits in one window, else an error that says why
+        encodings = tokenizer.encode(*texts, is_split_into_words=is_split_into_words)
+        if len(encodings[0].ids) <= max_seq_len:
+            return encodings
+        _check_room(encodings[0], context_index, max_seq_len, doc_stride)
+    return tokenizer.encode(*texts, truncation="only_first" if context_index == 0 else "only_second",
+                            max_length=max_seq_len, stride=doc_stride, return_overflowing_tokens=True,
+                            is_split_into_words=is_split_into_words)
+
+
+def window_spans(output: dict, k: int, max_answer_len: int) -> tuple[list[tuple[int, int, float]], float]:
+    """One window's model output (start/end logits (1, T), p_mask (T,)) → its k best token spans (first, last,
+    score) and its no-answer score (the first token's start × end probability)."""
+    allowed = ~output["p_mask"]
+    start = span_probabilities(output["start_logits"][0], allowed)
+    end = span_probabilities(output["end_logits"][0], allowed)
+    null_score = (start[0] * end[0]).item()
+    start[0] = end[0] = 0.0  # the first (CLS) token is never an answer span itself
+    return best_spans(start, end, allowed, k, max_answer_len), null_score
 
 
 def span_probabilities(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

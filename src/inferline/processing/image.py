@@ -180,6 +180,8 @@ PROCESSOR_DEFAULTS = {
                                       crop_size={"height": 768, "width": 768}),
     "DetrImageProcessor": _Defaults({"shortest_edge": 800, "longest_edge": 1333}, BILINEAR, IMAGENET_DEFAULT,
                                     square=False, do_pad=True, pixel_mask=True, max_size=1333),
+    # OCR settings (apply_ocr, ocr_lang, tesseract_config) are the document-QA pipeline's to read from `raw`
+    "LayoutLMv3ImageProcessor": _Defaults(_HW224, BILINEAR, IMAGENET_STANDARD),
     "YolosImageProcessor": _Defaults({"shortest_edge": 800, "longest_edge": 1333}, BILINEAR, IMAGENET_DEFAULT,
                                      square=False, do_pad=True, size_multiple=16, max_size=1333),
 }
@@ -192,6 +194,7 @@ MODEL_TYPE_PROCESSORS = {
     "blip": "BlipImageProcessor",
     "segformer": "SegformerImageProcessor", "dpt": "DPTImageProcessor", "depth_anything": "DPTImageProcessor",
     "owlvit": "OwlViTImageProcessor", "detr": "DetrImageProcessor", "yolos": "YolosImageProcessor",
+    "layoutlmv3": "LayoutLMv3ImageProcessor",
 }
 _SIZE_KEYS = ({"height", "width"}, {"shortest_edge"}, {"shortest_edge", "longest_edge"}, {"longest_edge"},
               {"max_height", "max_width"})
