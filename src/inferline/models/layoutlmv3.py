@@ -119,7 +119,7 @@ class LayoutLMv3Model(nn.Module):
             bbox = input_ids.new_zeros((B, T, 4))
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        x = self.embeddings(input_ids, token_type_ids, bbox)  # (B, T, C)
+        x = self.embeddings(input_ids, token_type_ids, bbox=bbox)  # (B, T, C)
         positions, boxes = torch.arange(T, device=x.device)[None].expand(B, T), bbox
         if pixel_values is not None and self.cfg.visual_embed:
             patches = self.norm(self.visual(pixel_values))  # (B, P, C): class token + patches
