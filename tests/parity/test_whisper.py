@@ -70,3 +70,20 @@ def test_detected_language_keeps_the_task_token(checkpoint, pipelines):
         kwargs = {"generate_kwargs": {"num_beams": 1, "max_new_tokens": 5}}
         explicit = {"generate_kwargs": {**kwargs["generate_kwargs"], "language": language, "task": "transcribe"}}
         assert_same(ours(x, **kwargs), theirs(x, **explicit))
+
+
+@pytest.mark.parametrize("kwargs", [{"generate_kwargs": {"num_beams": 1, "max_new_tokens": 6}},
+                                    {"generate_kwargs": {"num_beams": 3, "max_new_tokens": 6}},
+                                    {"chunk_length_s": 0.9, "generate_kwargs": {"num_beams": 1, "max_new_tokens": 6}}],
+                         ids=str)
+def test_word_timestamps(whisper, kwargs):
+    """Word chunks from the alignment heads' cross-attention (DTW) equal transformers'; batched rows are
+    timed as if decoded alone. Six new tokens at most: longer random decodes close a timestamp pair, after
+    which transformers re-decodes from it (see the module docstring)."""
+    theirs, ours, language = whisper
+    kwargs = {**kwargs, "return_timestamps": "word",
+              "generate_kwargs": {**kwargs["generate_kwargs"], **language}}
+    expected = [theirs(x, **kwargs) for x in SIGNALS]
+    for batch_size in (1, 4):
+        assert_same(ours(SIGNALS, batch_size=batch_size, **kwargs), expected)
+    assert_plain_json(expected)
