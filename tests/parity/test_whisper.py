@@ -87,3 +87,10 @@ def test_word_timestamps(whisper, kwargs):
     for batch_size in (1, 4):
         assert_same(ours(SIGNALS, batch_size=batch_size, **kwargs), expected)
     assert_plain_json(expected)
+
+
+def test_word_timestamps_need_alignment_heads(whisper, monkeypatch):
+    _, ours, _ = whisper
+    monkeypatch.setattr(ours.seq2seq, "settings", {**ours.seq2seq.settings, "alignment_heads": []})
+    with pytest.raises(ValueError, match="alignment_heads"):
+        ours(SIGNALS[0], return_timestamps="word")
