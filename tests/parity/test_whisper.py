@@ -2,9 +2,10 @@
 tiny.en / base tokenizers and generation settings, random weights): greedy, default beams (5),
 language / task, chunked long-form, batch_size 1 and 4, lists and generators.
 
-Timestamps are checked on the real weights (test_whisper_real.py): random weights end windows without
-a closing timestamp, where transformers re-decodes from the last timestamp (its sequential long-form
-loop, which inferline does not implement yet).
+Segment timestamps are checked on the real weights (test_whisper_real.py): random weights end windows
+without a closing timestamp, where transformers re-decodes from the last timestamp (its sequential
+long-form loop, which inferline does not implement yet). Word timestamps are checked here on decodes
+short enough (max_new_tokens=6) to stay one pass, and on the real weights.
 """
 
 from __future__ import annotations

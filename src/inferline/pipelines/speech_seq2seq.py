@@ -123,7 +123,7 @@ class Seq2SeqDecoding(GenerationDefaults):
             if probe.sources is not None:
                 count = int((probe.sources[row] >= 0).sum())
             else:
-                ends = [i for i, t in enumerate(ids) if t in config.eos_ids]
+                ends = [i for i, t in enumerate(ids) if t in (config.eos_ids or ())]
                 count = ends[0] + 1 if ends else len(ids)
             frames = int(attention_mask[row].sum()) if attention_mask is not None else None
             times = token_timestamps(probe.weights(row, count), prompt_length, count, frames,
