@@ -2,9 +2,10 @@
 tiny.en / base tokenizers and generation settings, random weights): greedy, default beams (5),
 language / task, chunked long-form, batch_size 1 and 4, lists and generators.
 
-Timestamps are checked on the real weights (test_whisper_real.py): random weights end windows without
-a closing timestamp, where transformers re-decodes from the last timestamp (its sequential long-form
-loop, which inferline does not implement yet).
+Segment timestamps are checked on the real weights (test_whisper_real.py): random weights end windows
+without a closing timestamp, where transformers re-decodes from the last timestamp (its sequential
+long-form loop, which inferline does not implement yet). Word timestamps are checked here on decodes
+short enough (max_new_tokens=6) to stay one pass, and on the real weights.
 """
 
 from __future__ import annotations
@@ -70,3 +71,27 @@ def test_detected_language_keeps_the_task_token(checkpoint, pipelines):
         kwargs = {"generate_kwargs": {"num_beams": 1, "max_new_tokens": 5}}
         explicit = {"generate_kwargs": {**kwargs["generate_kwargs"], "language": language, "task": "transcribe"}}
         assert_same(ours(x, **kwargs), theirs(x, **explicit))
+
+
+@pytest.mark.parametrize("kwargs", [{"generate_kwargs": {"num_beams": 1, "max_new_tokens": 6}},
+                                    {"generate_kwargs": {"num_beams": 3, "max_new_tokens": 6}},
+                                    {"chunk_length_s": 0.9, "generate_kwargs": {"num_beams": 1, "max_new_tokens": 6}}],
+                         ids=str)
+def test_word_timestamps(whisper, kwargs):
+    """Word chunks from the alignment heads' cross-attention (DTW) equal transformers'; batched rows are
+    timed as if decoded alone. Six new tokens at most: longer random decodes close a timestamp pair, after
+    which transformers re-decodes from it (see the module docstring)."""
+    theirs, ours, language = whisper
+    kwargs = {**kwargs, "return_timestamps": "word",
+              "generate_kwargs": {**kwargs["generate_kwargs"], **language}}
+    expected = [theirs(x, **kwargs) for x in SIGNALS]
+    for batch_size in (1, 4):
+        assert_same(ours(SIGNALS, batch_size=batch_size, **kwargs), expected)
+    assert_plain_json(expected)
+
+
+def test_word_timestamps_need_alignment_heads(whisper, monkeypatch):
+    _, ours, _ = whisper
+    monkeypatch.setattr(ours.seq2seq, "settings", {**ours.seq2seq.settings, "alignment_heads": []})
+    with pytest.raises(ValueError, match="alignment_heads"):
+        ours(SIGNALS[0], return_timestamps="word")

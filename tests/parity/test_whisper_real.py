@@ -86,6 +86,24 @@ def test_tiny_en_same_tokens_as_transformers(converted, speech):
 
 
 @needs
+@pytest.mark.parametrize("name", ["tiny.en", "base"])
+def test_word_timestamps_equal_transformers(converted, speech, name):
+    """return_timestamps="word": the same words and exactly the same (start, end) as transformers (the
+    alignment heads' DTW path is identical here), greedy and with beams, batched and chunked."""
+    _, samples = speech
+    theirs, ours = _pair(converted[name])
+    language = {"language": "en"} if name == "base" else {}
+    short = samples[: int(len(samples) * 0.6)]
+    for generate_kwargs in ({**GREEDY, **language}, {"num_beams": 3, **language}):
+        kwargs = {"return_timestamps": "word", "generate_kwargs": generate_kwargs}
+        expected = [theirs(x, **kwargs) for x in (samples, short)]
+        assert len(expected[0]["chunks"]) >= 15 and _wer(expected[0]["text"]) < 0.25
+        assert_same(ours([samples, short], batch_size=2, **kwargs), expected)
+    kwargs = {"return_timestamps": "word", "generate_kwargs": {**GREEDY, **language}, "chunk_length_s": 4}
+    assert_same(ours(samples, batch_size=2, **kwargs), theirs(samples, **kwargs))
+
+
+@needs
 def test_base_same_tokens_and_language(converted, speech):
     _, samples = speech
     theirs, ours = _pair(converted["base"])

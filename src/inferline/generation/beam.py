@@ -106,5 +106,7 @@ def beam_search(decoder, prompt: torch.Tensor, config: GenerationConfig, max_len
 
     R = config.num_return_sequences
     seqs = finished_seqs[:, :R].reshape(B * R, max_length)
+    if decoder.probe is not None:  # which row computed each kept token, to follow its attention weights
+        decoder.probe.sources = finished_src[:, :R].reshape(B * R, -1)
     generated = (finished_src[:, :R].reshape(B * R, -1) >= 0).sum(1).max()
     return seqs[:, :P + int(generated)]

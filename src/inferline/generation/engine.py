@@ -19,9 +19,11 @@ class Decoder:
     """One decoding step of a decoder-only or encoder-decoder model over a preallocated cache."""
 
     def __init__(self, model, batch_size: int, max_length: int, attention_mask: torch.Tensor | None,
-                 encoder_hidden: torch.Tensor | None = None, encoder_mask: torch.Tensor | None = None):
+                 encoder_hidden: torch.Tensor | None = None, encoder_mask: torch.Tensor | None = None,
+                 probe=None):
         self.model = model
         self.cache = model.new_cache(batch_size, max_length)
+        self.probe = self.cache.probe = probe
         self.mask = attention_mask  # (N, max_length): prompt mask, then ones for generated tokens
         self.encoder_hidden, self.encoder_mask = encoder_hidden, encoder_mask
 
@@ -77,8 +79,8 @@ class Stopping:
 @torch.inference_mode()
 def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
              config: GenerationConfig | None = None, streamer=None, generator: torch.Generator | None = None,
-             tokenizer=None, decoder_prompt: torch.Tensor | None = None, logits_processors: list | None = None
-             ) -> torch.Tensor:
+             tokenizer=None, decoder_prompt: torch.Tensor | None = None, logits_processors: list | None = None,
+             attention_probe=None) -> torch.Tensor:
     """Generate continuations of `input_ids` (B, S); returns token ids (B * num_return_sequences, T).
 
     Decoder-only models return prompt + new tokens (left padding kept); encoder-decoders return the
@@ -90,6 +92,7 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     (a spectrogram) and a `decoder_prompt` (B, P) to continue instead of decoder_start_token_id (Whisper's
     start, language and task tokens); processors then see the prompt as part of `ids`. `logits_processors`
     are a model's own rules (callables (ids, scores) → scores) run after the configured suppressions.
+    `attention_probe` (a `probe.CrossAttentionProbe`) records chosen cross-attention heads' weights per step.
     """
     config = config if config is not None else GenerationConfig.for_model(model)
     config.validate()
@@ -121,7 +124,7 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     processors = build_processors(config, P, max_length, min_length, getattr(model_config, "vocab_size", None),
                                   device, logits_processors)
     stopping = Stopping(eos, config.stop_strings, tokenizer, device)
-    decoder = Decoder(model, N, max_length, mask, encoder_hidden, encoder_mask)
+    decoder = Decoder(model, N, max_length, mask, encoder_hidden, encoder_mask, attention_probe)
     if config.num_beams > 1:
         return beam_search(decoder, prompt, config, max_length, processors, stopping, generator)
     if streamer is not None:

@@ -179,6 +179,8 @@ class Attention(nn.Module):
             if cache is not None:  # stored contiguous: every later step reads them, and SDPA prefers that
                 k, v = k.contiguous(), v.contiguous()
                 cache.cross[self.layer_idx] = (k, v)
+        if source is not None and cache is not None and cache.probe is not None:  # e.g. Whisper's word timing
+            cache.probe(self.layer_idx, q, k, mask, self.scale)
         is_causal = self.causal and mask is None and q.shape[2] > 1
         if self.upcast:
             mask = None if mask is None else mask.float()
@@ -358,6 +360,7 @@ class KVCache:
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
         self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
+        self.probe = None  # called with each cross-attention's (layer, q, k, mask, scale) when set
         self.length = 0
         self.max_length = max_length
 

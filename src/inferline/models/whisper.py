@@ -146,4 +146,4 @@ def weight_map(cfg: WhisperConfig, head: str) -> WeightMap:
 
 
 FAMILY = Family("whisper", WhisperConfig, HEADS, build, weight_map, lambda cfg: "model",
-                input_names=("input_features",), max_tokens=lambda cfg: None)
+                input_names=("input_features", "attention_mask"), max_tokens=lambda cfg: None)

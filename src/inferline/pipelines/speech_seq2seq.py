@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 
 import torch
+import torch.nn.functional as F
 
 from ..generation import generate
+from ..generation.probe import CrossAttentionProbe
 from ..generation.logits import timestamp_rules
+from ..processing.whisper_timing import token_timestamps
 from ..processing.whisper_transcript import transcript
 from .generation_defaults import GenerationDefaults
 
@@ -40,8 +43,9 @@ class Seq2SeqDecoding(GenerationDefaults):
     def check_timestamps(self, value) -> None:
         if value == "char":
             raise ValueError("Whisper cannot return 'char' timestamps; use return_timestamps=True or 'word'.")
-        if value == "word":
-            raise NotImplementedError("return_timestamps='word' with Whisper is not implemented in inferline yet.")
+        if value == "word" and not self.settings.get("alignment_heads"):
+            raise ValueError("return_timestamps='word' needs the checkpoint's `alignment_heads` (generation config), "
+                             "the cross-attention heads that follow the audio; this checkpoint has none.")
         if value and "no_timestamps_token_id" not in self.settings:
             raise ValueError("This checkpoint's generation config has no no_timestamps_token_id, so it cannot "
                              "predict timestamps.")
@@ -97,16 +101,42 @@ class Seq2SeqDecoding(GenerationDefaults):
         else:
             parts.append(torch.full((B, 1), no_timestamps, dtype=torch.long, device=features.device))
         prompt = torch.cat(parts, dim=1)
-        tokens = generate(self.model, features, None, config, decoder_prompt=prompt, logits_processors=rules)
+        probe = CrossAttentionProbe(self.settings["alignment_heads"]) if return_timestamps == "word" else None
+        tokens = generate(self.model, features, None, config, decoder_prompt=prompt, logits_processors=rules,
+                          attention_probe=probe)
         out = {"tokens": tokens[:, prompt.shape[1]:]}
+        if probe is not None:
+            out["token_timestamps"] = self._token_timestamps(probe, out["tokens"], prompt.shape[1], config,
+                                                             model_inputs.get("attention_mask"))
         if self.multilingual:  # the language token leads, so the transcript knows the language
             out["tokens"] = torch.cat([prompt[:, 1:2], out["tokens"]], dim=1)
+            if probe is not None:
+                out["token_timestamps"] = F.pad(out["token_timestamps"], (1, 0))
         return out
+
+    def _token_timestamps(self, probe, generated: torch.Tensor, prompt_length: int, config, attention_mask
+                          ) -> torch.Tensor:
+        """(N, T) seconds per generated token of each row, each row as if decoded alone (padding repeats its
+        last time): the tokens up to its first EOS, or its beam's kept length."""
+        rows = []
+        for row, ids in enumerate(generated.tolist()):
+            if probe.sources is not None:
+                count = int((probe.sources[row] >= 0).sum())
+            else:
+                ends = [i for i, t in enumerate(ids) if t in (config.eos_ids or ())]
+                count = ends[0] + 1 if ends else len(ids)
+            frames = int(attention_mask[row].sum()) if attention_mask is not None else None
+            times = token_timestamps(probe.weights(row, count), prompt_length, count, frames,
+                                     getattr(self.model.config, "median_filter_width", 7))
+            rows.append(F.pad(times, (0, len(ids) - len(times)), value=float(times[-1]) if len(times) else 0.0))
+        return torch.stack(rows)
 
     def postprocess(self, model_outputs: list, return_timestamps, return_language, sampling_rate: int) -> dict:
         windows = []
         for output in model_outputs:
             window = {"tokens": output["tokens"]}
+            if "token_timestamps" in output:
+                window["token_timestamps"] = output["token_timestamps"]
             if output.get("stride") is not None:
                 window["stride"] = tuple(v / sampling_rate for v in output["stride"])
             windows.append(window)
