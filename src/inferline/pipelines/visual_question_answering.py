@@ -3,7 +3,7 @@ classifier over a fixed answer vocabulary.
 
 >>> vqa = pipeline("visual-question-answering", model="dandelin/vilt-b32-finetuned-vqa")
 >>> vqa("cats.png", "How many cats are there?", top_k=2)
-[{'score': 0.98..., 'answer': '2'}, {'score': 0.01..., 'answer': '1'}]
+[{'score': 0.9..., 'answer': '2'}, {'score': 0.0..., 'answer': ...}]
 
 Inputs as transformers 4.57.6 takes them: `pipe(image, question)`, `pipe(image=..., question=...)`,
 `{"image", "question"}` dicts and lists of them, a list of images with one question, one image with a
