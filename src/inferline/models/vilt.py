@@ -21,29 +21,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bert import BertEmbeddings
-from .config import ModelConfig
 from .kernels import FastLinear as Linear
 from .layers import padding_mask
 from .registry import Family
 from .vision import PatchEmbeddings, Pooler, PreNormEncoder, VisionOutput, interpolate_positions
+from .vit import ViTConfig
 from .weights import WeightMap
 
 
 @dataclass
-class ViltConfig(ModelConfig):
+class ViltConfig(ViTConfig):
+    """ViT's fields (ViltConfig's defaults equal ViTConfig's but for the image and patch sizes), plus the text's."""
+
+    image_size: int = 384
+    patch_size: int = 32
     vocab_size: int = 30522
     type_vocab_size: int = 2
     modality_type_vocab_size: int = 2
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    layer_norm_eps: float = 1e-12
-    image_size: int = 384
-    patch_size: int = 32
-    num_channels: int = 3
-    qkv_bias: bool = True
     max_image_length: int = -1  # negative: keep every patch
     max_position_embeddings: int = 40
 
