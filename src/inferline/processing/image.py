@@ -340,7 +340,7 @@ class ImageProcessor:
             values = _pad_to_multiple(values, self.size_divisor)
         out = {"pixel_values": values}
         if self.do_pad and self.pixel_mask:
-            out["pixel_mask"] = torch.ones(values.shape[-2:], dtype=torch.long)
+            out["pixel_mask"] = torch.from_numpy(np.ones(values.shape[-2:], dtype=np.int64))  # numpy: no thread pool
         return out
 
     def pad_batch(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
