@@ -79,8 +79,22 @@ def test_images_with_one_question_and_questions_for_one_image(pair, batch_size):
     # both lists: every question for every image, question by question (transformers' order)
     pairs = [{"image": image, "question": q} for q in QUESTIONS[:2] for image in IMAGES[:3]]
     assert_same(seeded(ours, IMAGES[:3], QUESTIONS[:2], batch_size=batch_size), one_by_one(theirs, pairs))
-    assert_same(list(seeded(ours, iter(IMAGES[:3]), QUESTIONS[3], batch_size=batch_size)),
-                one_by_one(theirs, [{"image": image, "question": QUESTIONS[3]} for image in IMAGES[:3]]))
+    expected = one_by_one(theirs, [{"image": image, "question": QUESTIONS[3]} for image in IMAGES[:3]])
+    assert_same(list(seeded(ours, iter(IMAGES[:3]), QUESTIONS[3], batch_size=batch_size)), expected)
+    assert_same(seeded(ours, Images(IMAGES[:3]), QUESTIONS[3], batch_size=batch_size), expected)  # a dataset
+
+
+class Images:
+    """A dataset of images (transformers' KeyDataset(dataset, "image") form)."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i]
 
 
 def test_list_forms_equal_transformers_own_lists(pipelines):
@@ -90,6 +104,10 @@ def test_list_forms_equal_transformers_own_lists(pipelines):
     assert_same(ours(IMAGES[0], QUESTIONS[:3]), theirs(IMAGES[0], QUESTIONS[:3]))
     assert_same(ours(IMAGES[:2], QUESTIONS[:2]), theirs(IMAGES[:2], QUESTIONS[:2]))
     assert_same(ours(ITEMS, top_k=2, batch_size=4), theirs(ITEMS, top_k=2))
+    from transformers.pipelines.pt_utils import KeyDataset
+
+    dataset = KeyDataset([{"image": image} for image in IMAGES[:3]], "image")
+    assert_same(ours(dataset, QUESTIONS[1], batch_size=2), theirs(dataset, QUESTIONS[1]))
 
 
 def test_image_paths_and_padding(pair, tmp_path):

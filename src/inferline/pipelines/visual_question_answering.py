@@ -56,9 +56,10 @@ def pair_inputs(image, question):
     if images:
         return [{"image": im, "question": q} for q in question for im in image] if many else \
             [{"image": im, "question": question} for im in image]
-    if not many and (isinstance(image, Iterator) or _is_dataset(image)):
-        stream = image if isinstance(image, Iterator) else (image[i] for i in range(len(image)))
-        return ({"image": im, "question": question} for im in stream)
+    if not many and isinstance(image, Iterator):  # lazily, answers as a generator
+        return ({"image": im, "question": question} for im in image)
+    if not many and _is_dataset(image):  # a list, as transformers pairs a KeyDataset
+        return [{"image": image[i], "question": question} for i in range(len(image))]
     raise ValueError(f"`question` was given with inputs of type {type(image).__name__}, which are not images; give "
                      f"dicts with their own 'question', or images with `question`.")
 
