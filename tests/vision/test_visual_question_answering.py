@@ -174,3 +174,12 @@ def test_bad_inputs(pair, call, error, words):
     _, ours = pair
     with pytest.raises(error, match=words):
         call(ours)
+
+
+def test_task_follows_from_the_checkpoint():
+    """ViltForQuestionAnswering is visual-question-answering (not the extractive question-answering)."""
+    import inferline
+
+    pipe = inferline.pipeline(model=str(build_vision("vilt", "visual-question-answering")), device="cpu")
+    assert pipe.task == "visual-question-answering"
+    assert type(pipe).__name__ == "VisualQuestionAnsweringPipeline"

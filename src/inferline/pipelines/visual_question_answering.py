@@ -88,6 +88,7 @@ class VisualQuestionAnsweringPipeline(ImagePipelineMixin, Pipeline):
             if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
                 raise ValueError(f"`top_k` must be a positive integer; got {top_k!r}.")
             post["top_k"] = top_k
+        padding = getattr(padding, "value", padding)  # transformers' PaddingStrategy enum
         if padding is not None and not any(padding is p or padding == p for p in PADDING):
             raise ValueError(f"`padding` must be one of {PADDING}; got {padding!r}.")
         if truncation is not None:
