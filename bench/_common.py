@@ -131,6 +131,20 @@ def machine(threads: int) -> dict:
             "inferline_source": str(Path(inferline.__file__).parent)}
 
 
+def start(threads: int = 2) -> tuple:
+    """The usual command line (--quick, --threads), torch's threads set, and the machine line: (args, info)."""
+    import argparse
+
+    import torch
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=threads)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args, machine(args.threads)
+
+
 def finish_machine(info: dict) -> dict:
     return {**info, "load_avg_1m_at_end": round(os.getloadavg()[0], 2)}
 

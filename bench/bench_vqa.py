@@ -8,17 +8,16 @@ patch 32, 3129 answers; random seeded weights, the real bert-base-uncased vocabu
 once with transformers and cached, with that checkpoint's image processor (shortest edge 384, size_divisor
 32). Inputs: synthetic 640x480 images (→ 384x512, 192 patches) with short questions. Rows: questions/s at
 batch_size 1 and 8 (one image size: transformers cannot batch several), preprocessing included, and the
-ViLT image processor alone. Agreement: equal top answers, and the largest score difference.
+ViLT image processor alone (8 images a call). Agreement: equal top answers, and the largest score difference.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-from _common import CACHE, LIBS, Rows, best_of, finish_machine, fixtures, machine, make_pipeline, save, table
+from _common import CACHE, LIBS, Rows, best_of, finish_machine, fixtures, make_pipeline, save, start, table
+from bench_vision import images, processor_row
 
 PROCESSOR = {"feature_extractor_type": "ViltFeatureExtractor", "size": 384, "size_divisor": 32, "resample": 3,
              "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
@@ -50,11 +49,7 @@ def build_checkpoint() -> Path:
 
 
 def items(n: int, seed: int = 0) -> list:
-    import PIL.Image
-
-    rng = np.random.default_rng(seed)
-    return [{"image": PIL.Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)),
-             "question": QUESTIONS[i % len(QUESTIONS)]} for i in range(n)]
+    return [{"image": image, "question": QUESTIONS[i % len(QUESTIONS)]} for i, image in enumerate(images(n, seed))]
 
 
 def agreement(ours: list, theirs: list) -> str:
@@ -64,14 +59,7 @@ def agreement(ours: list, theirs: list) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
-    info = machine(args.threads)
+    args, info = start()
     path = build_checkpoint()
     rows = Rows()
     pipes = {lib: make_pipeline(lib, "visual-question-answering", path) for lib in LIBS}
@@ -83,15 +71,7 @@ def main() -> None:
         rows.add(f"visual-question-answering ViLT-b32 bs {batch_size} (640x480 → 384x512)", "questions/s",
                  {lib: count / result["best_s"][lib] for lib in LIBS}, "higher",
                  {"agreement": agreement(result["outputs"]["inferline"], result["outputs"]["transformers"])})
-    images = [item["image"] for item in items(8, seed=9)]
-    theirs, ours = pipes["transformers"].image_processor, pipes["inferline"].image_processor
-    result = best_of({"transformers": lambda: [theirs(images=im, return_tensors="pt") for im in images],
-                      "inferline": lambda: [ours(im) for im in images]}, repeats)
-    diff = max(float((a["pixel_values"] - b["pixel_values"]).abs().max())
-               for a, b in zip(result["outputs"]["inferline"], result["outputs"]["transformers"]))
-    rows.add("image processor alone (ViLT, 640x480 → 384x512, one image a call)", "images/s",
-             {lib: len(images) / result["best_s"][lib] for lib in LIBS}, "higher",
-             {"agreement": f"max |pixel_values difference| {diff:.1e}"})
+    processor_row(rows, "image processor alone (ViLT, 640x480 → 384x512)", pipes, images(8, seed=9), repeats)
     report = {"machine": finish_machine(info), "rows": rows.rows, "notes": []}
     save(report, table("visual-question-answering (CPU)", report), "vqa", args.quick)
 
