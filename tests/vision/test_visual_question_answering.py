@@ -69,6 +69,18 @@ def test_batched_mixed_sizes_equal_unbatched(pair, batch_size):
     assert_same(list(seeded(ours, iter(ITEMS), top_k=3, batch_size=batch_size)), expected)
 
 
+def test_batches_hold_one_image_size(pair):
+    """All of a size batch together; with random patch subsets only neighbours do (the draws stay in order)."""
+    _, ours = pair
+    batches = []
+    hook = ours.model.register_forward_hook(lambda module, args, logits: batches.append(len(logits)))
+    try:
+        seeded(ours, ITEMS, batch_size=4)  # sizes A B C D A A D
+    finally:
+        hook.remove()
+    assert batches == ([1, 1, 1, 1, 2, 1] if ours.model.samples_patches else [3, 1, 1, 2])
+
+
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_images_with_one_question_and_questions_for_one_image(pair, batch_size):
     theirs, ours = pair

@@ -137,6 +137,8 @@ class ViltForQuestionAnswering(nn.Module):
         super().__init__()
         C = c.hidden_size
         self.vilt = ViltModel(c)
+        # results depend on torch's generator (a random subset of patches): pipelines keep draws in input order
+        self.samples_patches = isinstance(c.max_image_length, int) and c.max_image_length >= 0
         self.classifier = nn.Sequential(Linear(C, 2 * C), nn.LayerNorm(2 * C), nn.GELU(),
                                         Linear(2 * C, c.num_labels))
 

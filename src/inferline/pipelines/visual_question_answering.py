@@ -8,9 +8,10 @@ classifier over a fixed answer vocabulary.
 Inputs as transformers 4.57.6 takes them: `pipe(image, question)`, `pipe(image=..., question=...)`,
 `{"image", "question"}` dicts and lists of them, a list of images with one question, one image with a
 list of questions, or both lists (every question for every image, question by question); generators too.
-Scores are independent sigmoids. Images of different sizes batch correctly (transformers 4.57.6 crashes):
-a batch holds consecutive items whose processed images have one size, in input order, so that the patch
-draws of the model (see models/vilt.py) come in the order an unbatched run makes them.
+Scores are independent sigmoids. Images of different sizes batch correctly (transformers 4.57.6 crashes): a
+batch holds images of one processed size; where the model keeps a random subset of patches (ViLT with a
+positive max_image_length, see models/vilt.py), only consecutive ones, in input order, so that its draws come
+in the order unbatched calls make them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 
 from .base import Pipeline, _is_dataset
 from .text import check_text, check_truncation, encode, encoding_tensors
-from .vision import ImagePipelineMixin
+from .vision import ImagePipelineMixin, SameSizeBatches
 
 PADDING = (True, False, "longest", "max_length", "do_not_pad")
 
@@ -64,13 +65,13 @@ def pair_inputs(image, question):
                      f"dicts with their own 'question', or images with `question`.")
 
 
-class VisualQuestionAnsweringPipeline(ImagePipelineMixin, Pipeline):
+class VisualQuestionAnsweringPipeline(SameSizeBatches, ImagePipelineMixin, Pipeline):
     """Answer questions about images: `top_k` (5, capped at the number of answers), `timeout`, and the
     tokenizer's `truncation` (over-long questions are cut to the model's limit with a warning; False: an
     error) and `padding` (accepted; batches are padded per batch, which never changes the answers)."""
 
     needs_tokenizer = True
-    sort_by_length = False  # rows in input order: the model draws patches row by row (see the module doc)
+    sort_by_length = False  # rows in input order: the model may draw patches row by row (see the module doc)
 
     def __call__(self, image=None, question=None, **kwargs):
         if "images" in kwargs:  # the image pipelines' keyword
@@ -110,17 +111,10 @@ class VisualQuestionAnsweringPipeline(ImagePipelineMixin, Pipeline):
         text = encoding_tensors(encode(self, question, truncation=truncation), self.model.input_names)
         return {**text, **pixels}
 
-    def _forward_window(self, pieces, batch_size, fwd):
-        """Batch runs of consecutive items whose processed images have one size (padding would change patches
-        that straddle an image's edge)."""
-        results, start = [], 0
-        while start < len(pieces):
-            shape, end = pieces[start]["pixel_values"].shape, start + 1
-            while end < len(pieces) and pieces[end]["pixel_values"].shape == shape:
-                end += 1
-            results += super()._forward_window(pieces[start:end], batch_size, fwd)
-            start = end
-        return results
+    @property
+    def in_order_batches(self) -> bool:
+        # where the model keeps a random subset of patches, its draws must follow one another as unbatched calls'
+        return getattr(self.model, "samples_patches", False)
 
     def _forward(self, model_inputs):
         return {"logits": self.model(**self.model_dtype_inputs(model_inputs))}  # (B, answers)
