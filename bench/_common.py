@@ -33,11 +33,14 @@ def fixtures():
     return checkpoints
 
 
-def save_checkpoint(folder: Path, model, tokenizer) -> Path:
-    """Write model + tokenizer to `folder` atomically (a half-written cache entry is never read)."""
+def save_checkpoint(folder: Path, model, tokenizer, files: dict[str, str] | None = None) -> Path:
+    """Write model + tokenizer (+ `files`: name → text, e.g. preprocessor_config.json) to `folder` atomically
+    (a half-written cache entry is never read)."""
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    for name, text in (files or {}).items():
+        (tmp / name).write_text(text)
     tmp.rename(folder)
     return folder
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from _common import CACHE, LIBS, Rows, best_of, finish_machine, fixtures, make_pipeline, save, start, table
+from _common import (CACHE, LIBS, Rows, best_of, finish_machine, fixtures, make_pipeline, save, save_checkpoint, start,
+                     table)
 from bench_vision import images, processor_row
 
 PROCESSOR = {"feature_extractor_type": "ViltFeatureExtractor", "size": 384, "size_divisor": 32, "resample": 3,
@@ -40,12 +41,7 @@ def build_checkpoint() -> Path:
         model.vilt.embeddings.cls_token.normal_(0, 0.02)
     tokenizer = fixtures().wordpiece_tokenizer()
     tokenizer.model_max_length = 40
-    tmp = folder.with_name(folder.name + ".tmp")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "preprocessor_config.json").write_text(json.dumps(PROCESSOR))
-    tmp.rename(folder)
-    return folder
+    return save_checkpoint(folder, model, tokenizer, {"preprocessor_config.json": json.dumps(PROCESSOR)})
 
 
 def items(n: int, seed: int = 0) -> list:
