@@ -33,11 +33,14 @@ def fixtures():
     return checkpoints
 
 
-def save_checkpoint(folder: Path, model, tokenizer) -> Path:
-    """Write model + tokenizer to `folder` atomically (a half-written cache entry is never read)."""
+def save_checkpoint(folder: Path, model, tokenizer, files: dict[str, str] | None = None) -> Path:
+    """Write model + tokenizer (+ `files`: name → text, e.g. preprocessor_config.json) to `folder` atomically
+    (a half-written cache entry is never read)."""
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    for name, text in (files or {}).items():
+        (tmp / name).write_text(text)
     tmp.rename(folder)
     return folder
 
@@ -129,6 +132,20 @@ def machine(threads: int) -> dict:
             "tokenizers": tokenizers.__version__, "threads": threads, "cpu": cpu, "cores": os.cpu_count(),
             "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
             "inferline_source": str(Path(inferline.__file__).parent)}
+
+
+def start(threads: int = 2) -> tuple:
+    """The usual command line (--quick, --threads), torch's threads set, and the machine line: (args, info)."""
+    import argparse
+
+    import torch
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=threads)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args, machine(args.threads)
 
 
 def finish_machine(info: dict) -> dict:

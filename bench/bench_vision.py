@@ -15,12 +15,11 @@ Ratios > 1 mean inferline is better.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
-from _common import CACHE, LIBS, Rows, best_of, finish_machine, fixtures, machine, make_pipeline, save, table
+from _common import CACHE, LIBS, Rows, best_of, finish_machine, fixtures, make_pipeline, save, start, table
 
 PROCESSOR = {"image_processor_type": "ViTImageProcessor", "size": {"height": 224, "width": 224}, "resample": 2,
              "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
@@ -126,14 +125,7 @@ def images(n: int, seed: int = 0) -> list:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
-    info = machine(args.threads)
+    args, info = start()
     path = build_checkpoint()
     rows, notes = Rows(), []
     pipes = {lib: make_pipeline(lib, "image-classification", path) for lib in LIBS}

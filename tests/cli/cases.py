@@ -71,6 +71,11 @@ def _documents(folder):
              "word_boxes": [[w, [60 * i, 10, 60 * i + 50, 30]] for i, w in enumerate("Total due : 42 dollars".split())]}]
 
 
+def _image_questions(folder):
+    """{"image": path, "question": ...} rows over image files of two sizes."""
+    return [{"image": path, "question": q} for path, q in zip(_images(folder), ["What colour is it?", "Is it red?"])]
+
+
 def _decoded(theirs, value, params):
     """transformers reads audio files through a system ffmpeg, which these machines lack: give it the samples."""
     import soundfile
@@ -159,4 +164,6 @@ CASES = {
         {"table": {"n": ["one", "2", "3rd"]}, "query": "the sum"}], expected=_table_qa),
     "document-question-answering": Case("layoutlm", "document-question-answering", _documents, {"top_k": 2},
                                         builder=_vision("layoutlm", "document-question-answering")),
+    "visual-question-answering": Case("vilt", "visual-question-answering", _image_questions, {"top_k": 2},
+                                      builder=_vision("vilt", "visual-question-answering")),
 }

@@ -13,6 +13,18 @@ import inferline
 from inferline.serve.app import jsonable
 from parity.compare import assert_same
 
+
+def _png_base64(size) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 90) if size[0] > size[1] else (10, 160, 240)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
 NLI = dict(id2label={0: "contradiction", 1: "neutral", 2: "entailment"},
            label2id={"contradiction": 0, "neutral": 1, "entailment": 2})
 TEXTS = ["I love this movie! It was absolutely wonderful.", "The weather today is terrible.", "Paris"]
@@ -77,6 +89,11 @@ CASES = {
                                                                                    for i in range(n)]}
                                      for q, n in (("What?", 40), ("Which one is it?", 3), ("Who?", 90))],
                                     {"top_k": 2, "max_seq_len": 48, "doc_stride": 16}),
+    # images as base64 PNGs (JSON-friendly) of two sizes, each with its question
+    "visual-question-answering": ("vqa", ("vision", "vilt", "visual-question-answering"),
+                                  [{"image": _png_base64(size), "question": q} for size, q in
+                                   [((40, 30), "What colour is it?"), ((24, 48), "Is it red?"), ((40, 30), "Where?")]],
+                                  {"top_k": 2}),
 }
 MEDIA_TYPES = {"IMAGES": "image/png", "AUDIO": "audio/wav"}
 

@@ -208,6 +208,8 @@ def test_no_task_imports_transformers(checkpoint, tmp_path):
         ("image-to-text", build_vision("blip", "vision2seq"), image, {"max_new_tokens": 3, "prompt": "a photo of"}),
         ("table-question-answering", checkpoint("tapas-wtq", "table-question-answering"),
          {"table": {"City": ["Paris", "Rome"], "Founded": ["52 BC", "753 BC"]}, "query": "Which city?"}, {}),
+        ("visual-question-answering", build_vision("vilt", "visual-question-answering"),
+         {"image": image, "question": "What colour is it?"}, {"top_k": 2}),
     ]
     implemented = {task for task, spec in inferline.SUPPORTED_TASKS.items() if spec.pipeline_class is not None}
     assert implemented <= {task.split("_")[0] for task, *_ in calls}  # a new task adds a call here

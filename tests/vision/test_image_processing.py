@@ -47,6 +47,12 @@ CONFIGS = [{"image_processor_type": name, **NO_OCR.get(name, {})} for name in PR
     # nvidia/segformer-b0-finetuned-ade-512-512's form: an int size, the legacy reduce_labels (labels only)
     {"feature_extractor_type": "SegformerFeatureExtractor", "reduce_labels": True, "resample": 2, "size": 48},
     {"image_processor_type": "SegformerImageProcessor", "do_reduce_labels": True, "size": {"height": 40, "width": 56}},
+    # ViLT: shortest edge, longest capped at 1333/800 of it, cut to multiples of size_divisor; pixel_mask
+    {"feature_extractor_type": "ViltFeatureExtractor", "size": 384, "size_divisor": 32, "resample": 3,
+     "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]},  # dandelin/vilt-b32-finetuned-vqa's form
+    {"image_processor_type": "ViltImageProcessor", "size": {"shortest_edge": 40}, "size_divisor": 8},
+    {"image_processor_type": "ViltImageProcessor", "size": 30, "size_divisor": 1, "do_pad": False},
+    {"image_processor_type": "ViltImageProcessor", "size": 36, "pad_and_return_pixel_mask": False},
 ]
 
 
@@ -80,10 +86,12 @@ def test_pixel_values_match_transformers(config, tmp_path):
             torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["DetrImageProcessor", "YolosImageProcessor"])
+@pytest.mark.parametrize("name", ["DetrImageProcessor", "YolosImageProcessor", "ViltImageProcessor"])
 def test_batch_padding_matches_transformers(name, tmp_path):
-    """Several sizes in one call: padded bottom/right to the largest, with DETR's pixel_mask."""
+    """Several sizes in one call: padded bottom/right to the largest, with DETR's (and ViLT's) pixel_mask."""
     config = {"image_processor_type": name, "size": {"shortest_edge": 40, "longest_edge": 90}}
+    if name == "ViltImageProcessor":  # its longest edge follows from the shortest
+        config = {"image_processor_type": name, "size": {"shortest_edge": 40}, "size_divisor": 8}
     theirs, images = _theirs(config, tmp_path), [make_image(*s) for s in SIZES[:4]]
     expected = theirs(images=images, return_tensors="pt")
     got = ImageProcessor.from_pretrained(tmp_path)(images)

@@ -34,6 +34,7 @@ MODEL_TYPES = {
     "wav2vec2": "wav2vec2", "hubert": "wav2vec2",
     "whisper": "whisper",
     "vision-encoder-decoder": "vision_encoder_decoder", "blip": "blip",
+    "vilt": "vilt",
 }
 
 

@@ -35,14 +35,15 @@ class PatchEmbeddings(nn.Module):
         return grid.flatten(2).transpose(1, 2)  # (B, C, h, w) → (B, h*w, C)
 
 
-def interpolate_positions(table: torch.Tensor, extra_tokens: int, grid_h: int, grid_w: int,
-                          mode: str = "bicubic") -> torch.Tensor:
+def interpolate_positions(table: torch.Tensor, extra_tokens: int, grid_h: int, grid_w: int, mode: str = "bicubic",
+                          align_corners: bool = False) -> torch.Tensor:
     """(1, extra + N, C) position table → (1, extra + grid_h*grid_w, C): the patch part resized on its square
-    grid (transformers' interpolate_pos_encoding; DPT's _resize_pos_embed is the bilinear one)."""
+    grid (transformers' interpolate_pos_encoding: bicubic; DPT's _resize_pos_embed: bilinear; ViLT's: bilinear
+    with corners aligned)."""
     extra, patches = table[:, :extra_tokens], table[:, extra_tokens:]
     side, dim = int(patches.shape[1] ** 0.5), patches.shape[-1]
     grid = patches.reshape(1, side, side, dim).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=(grid_h, grid_w), mode=mode, align_corners=False).to(table.dtype)
+    grid = F.interpolate(grid.float(), size=(grid_h, grid_w), mode=mode, align_corners=align_corners).to(table.dtype)
     return torch.cat((extra, grid.permute(0, 2, 3, 1).reshape(1, -1, dim)), dim=1)
 
 

@@ -38,6 +38,7 @@ class Pipeline:
     per_token_outputs: tuple[str, ...] = ()  # output keys with a sequence axis, trimmed per item
     padding_side = "right"
     positional_parameters: tuple[str, ...] = ()  # call-time parameters a task also takes positionally
+    sort_by_length = True  # with batch_size > 1, batch items of similar length (False: in input order)
 
     def __init__(self, model, tokenizer=None, feature_extractor=None, image_processor=None, processor=None,
                  task: str = "", device=None, dtype=None, torch_dtype=None, batch_size: int | None = None,
@@ -162,7 +163,7 @@ class Pipeline:
         names = self._model_input_names()
         model_inputs = [{k: v for k, v in p.items() if k in names and isinstance(v, torch.Tensor)} for p in pieces]
         order = sorted(range(len(pieces)), key=lambda i: -_sequence_length(model_inputs[i])) \
-            if batch_size > 1 else list(range(len(pieces)))
+            if batch_size > 1 and self.sort_by_length else list(range(len(pieces)))
         results: list[dict | None] = [None] * len(pieces)
         for start in range(0, len(order), batch_size):
             rows = order[start: start + batch_size]

@@ -39,12 +39,22 @@ class ImagePipelineMixin:
 
 class SameSizeBatches:
     """Batch only images of one processed size: padding would change a dense model's outputs (detections,
-    masks, depth), so images of different sizes go in different batches and results equal unbatched ones."""
+    masks, depth), so images of different sizes go in different batches and results equal unbatched ones. With
+    `in_order_batches` (a pipeline's attribute or property) only runs of neighbours share a batch, in input order."""
+
+    in_order_batches = False
 
     def _forward_window(self, pieces, batch_size, fwd):
         groups: dict[tuple, list[int]] = {}
         for i, piece in enumerate(pieces):
-            groups.setdefault(tuple(piece["pixel_values"].shape), []).append(i)
+            shape = tuple(piece["pixel_values"].shape)
+            if self.in_order_batches:  # runs of one size, keyed by their number
+                last = groups.get(("run", len(groups) - 1))
+                if last is not None and tuple(pieces[last[-1]]["pixel_values"].shape) == shape:
+                    last.append(i)
+                    continue
+                shape = ("run", len(groups))
+            groups.setdefault(shape, []).append(i)
         results = [None] * len(pieces)
         for rows in groups.values():
             for i, out in zip(rows, super()._forward_window([pieces[i] for i in rows], batch_size, fwd)):

@@ -159,6 +159,9 @@ class _Defaults:
     pixel_mask: bool = False  # padding also returns pixel_mask (DETR; YOLOS pads without one)
     size_multiple: int | None = None  # shortest/longest-edge sizes cut down to a multiple (YOLOS: 16)
     max_size: int | None = None  # default longest edge for an int `size` (DETR's legacy max_size)
+    # ViLT: the longest edge is capped at int(ratio * shortest edge), and the JSON's `size_divisor` (default:
+    # size_multiple) cuts the resized size down to a multiple instead of padding up to one (DPT)
+    longest_edge_ratio: float | None = None
 
 
 _HW224, _HW256 = {"height": 224, "width": 224}, {"height": 256, "width": 256}
@@ -184,6 +187,8 @@ PROCESSOR_DEFAULTS = {
     "LayoutLMv3ImageProcessor": _Defaults(_HW224, BILINEAR, IMAGENET_STANDARD),
     "YolosImageProcessor": _Defaults({"shortest_edge": 800, "longest_edge": 1333}, BILINEAR, IMAGENET_DEFAULT,
                                      square=False, do_pad=True, size_multiple=16, max_size=1333),
+    "ViltImageProcessor": _Defaults({"shortest_edge": 384}, BICUBIC, IMAGENET_STANDARD, square=False, do_pad=True,
+                                    pixel_mask=True, size_multiple=32, longest_edge_ratio=1333 / 800),
 }
 # A config.json model_type → its processor class, for preprocessor configs that name none (transformers'
 # IMAGE_PROCESSOR_MAPPING, for the families inferline implements).
@@ -195,6 +200,7 @@ MODEL_TYPE_PROCESSORS = {
     "segformer": "SegformerImageProcessor", "dpt": "DPTImageProcessor", "depth_anything": "DPTImageProcessor",
     "owlvit": "OwlViTImageProcessor", "detr": "DetrImageProcessor", "yolos": "YolosImageProcessor",
     "layoutlmv3": "LayoutLMv3ImageProcessor",
+    "vilt": "ViltImageProcessor",
 }
 _SIZE_KEYS = ({"height", "width"}, {"shortest_edge"}, {"shortest_edge", "longest_edge"}, {"longest_edge"},
               {"max_height", "max_width"})
@@ -240,6 +246,7 @@ class ImageProcessor:
     pad_size: dict | None = None  # DETR/YOLOS: pad to this size instead of the batch's largest
     pixel_mask: bool = False
     size_multiple: int | None = None
+    longest_edge_ratio: float | None = None  # ViLT's longest-edge cap, as a multiple of the shortest edge
     raw: dict = field(default_factory=dict, repr=False)
 
     # ----- construction -----
@@ -261,6 +268,8 @@ class ImageProcessor:
         mean, std = defaults.mean_std
         crop_size = c.get("crop_size", defaults.crop_size)
         crop_pct = c.get("crop_pct") if c.get("crop_pct") is not None else defaults.crop_pct
+        divides = defaults.longest_edge_ratio is not None  # ViLT: size_divisor is a resize multiple
+        size_multiple = c.get("size_divisor", defaults.size_multiple) if divides else defaults.size_multiple
         return cls(
             processor_type=name, do_resize=c.get("do_resize", True),
             size=size_dict(c.get("size") if c.get("size") is not None else defaults.size, defaults.square,
@@ -274,8 +283,9 @@ class ImageProcessor:
             do_normalize=c.get("do_normalize", True),
             image_mean=_channels(c.get("image_mean", mean)), image_std=_channels(c.get("image_std", std)),
             do_convert_rgb=c.get("do_convert_rgb", defaults.do_convert_rgb), do_pad=bool(do_pad),
-            size_divisor=c.get("size_divisor"), pad_size=c.get("pad_size"), pixel_mask=defaults.pixel_mask,
-            size_multiple=defaults.size_multiple, raw=dict(config))
+            size_divisor=None if divides else c.get("size_divisor"), pad_size=c.get("pad_size"),
+            pixel_mask=defaults.pixel_mask, size_multiple=size_multiple,
+            longest_edge_ratio=defaults.longest_edge_ratio, raw=dict(config))
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, model_type: str | None = None) -> "ImageProcessor":
@@ -330,7 +340,7 @@ class ImageProcessor:
             values = _pad_to_multiple(values, self.size_divisor)
         out = {"pixel_values": values}
         if self.do_pad and self.pixel_mask:
-            out["pixel_mask"] = torch.ones(values.shape[-2:], dtype=torch.long)
+            out["pixel_mask"] = torch.from_numpy(np.ones(values.shape[-2:], dtype=np.int64))  # numpy: no thread pool
         return out
 
     def pad_batch(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -361,6 +371,8 @@ class ImageProcessor:
             return size["height"], size["width"]
         if set(size) == {"shortest_edge"}:
             edge = size["shortest_edge"]
+            if self.longest_edge_ratio is not None:
+                return _capped_size(height, width, edge, int(self.longest_edge_ratio * edge), self.size_multiple or 1)
             if self.crop_pct is not None:  # ConvNeXt: shortest edge to edge / crop_pct, then crop; ≥ 384 warps
                 return _short_edge_size(height, width, int(edge / self.crop_pct)) if edge < 384 else (edge, edge)
             return _short_edge_size(height, width, edge)
@@ -408,6 +420,18 @@ def _short_edge_size(height: int, width: int, edge: int) -> tuple[int, int]:
     short, long = (width, height) if width <= height else (height, width)
     new_long = int(edge * long / short)
     return (new_long, edge) if width <= height else (edge, new_long)
+
+
+def _capped_size(height: int, width: int, shorter: int, longer: int, multiple: int) -> tuple[int, int]:
+    """ViLT's rule: shortest edge → `shorter`, scaled down again if the longest passes `longer`, rounded, then
+    cut down to a multiple of `multiple`."""
+    scale = shorter / min(height, width)
+    new_h, new_w = (shorter, scale * width) if height < width else (scale * height, shorter)
+    if max(new_h, new_w) > longer:
+        scale = longer / max(new_h, new_w)
+        new_h, new_w = scale * new_h, scale * new_w
+    new_h, new_w = int(new_h + 0.5), int(new_w + 0.5)
+    return new_h // multiple * multiple, new_w // multiple * multiple
 
 
 def _aspect_size(height: int, width: int, size: int, max_size: int | None, multiple: int | None):
