@@ -14,11 +14,10 @@ fastest repeat, captions/s) is in the notes.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from _common import CACHE, LIBS, Rows, best_of, finish_machine, fixtures, machine, make_pipeline, save, table
+from _common import CACHE, LIBS, Rows, best_of, finish_machine, fixtures, make_pipeline, save, start, table
 from bench_vision import images
 
 NEW_TOKENS = 16
@@ -66,14 +65,7 @@ def token_agreement(pipes: dict, inputs: list, fixed: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
-    info = machine(args.threads)
+    args, info = start()
     pipes = {lib: make_pipeline(lib, "image-to-text", build_checkpoint()) for lib in LIBS}
     rows, notes = Rows(), []
     repeats = 2 if args.quick else 3

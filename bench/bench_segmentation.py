@@ -11,12 +11,11 @@ batch_size 1 and 4, preprocessing and post-processing included. Ratios > 1 mean 
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
-from _common import CACHE, LIBS, Rows, best_of, finish_machine, machine, make_pipeline, save, table
+from _common import CACHE, LIBS, Rows, best_of, finish_machine, make_pipeline, save, start, table
 from bench_vision import images
 
 
@@ -40,14 +39,7 @@ def build_segformer() -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
-    info = machine(args.threads)
+    args, info = start()
     rows, repeats, count = Rows(), 2 if args.quick else 3, 4 if args.quick else 8
     pipes = {lib: make_pipeline(lib, "image-segmentation", build_segformer()) for lib in LIBS}
     for batch_size in (1, 4):
