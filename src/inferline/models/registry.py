@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .kernels import channels_last_convolutions
+from .kernels import prepare_convolutions
 from .weights import WeightMap, load_weights, read_state_dict, resolve_dtype
 
 # model_type → module that implements it (lazily imported)
@@ -105,5 +105,5 @@ def load_model(folder: Path, head: str, config: dict[str, Any] | None = None, dt
     model.input_names = family.input_names(cfg) if callable(family.input_names) else family.input_names
     model.checkpoint_dir = Path(folder)
     model.max_input_tokens = family.max_tokens(cfg) if family.max_tokens else cfg.max_position_embeddings
-    channels_last_convolutions(model)
+    prepare_convolutions(model)
     return model

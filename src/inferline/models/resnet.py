@@ -14,6 +14,7 @@ from torch import nn
 from .config import ModelConfig
 from .heads import ImageClassificationModel
 from .kernels import FastLinear as Linear
+from .kernels import conv2d
 from .layers import activation
 from .registry import Family
 from .vision import VISION_INPUTS, VisionOutput
@@ -33,7 +34,11 @@ class ResNetConfig(ModelConfig):
 
 
 class ConvLayer(nn.Module):
-    """convolution (no bias) → BatchNorm → activation (none for a residual branch's last conv)."""
+    """convolution (no bias) → BatchNorm → [+ a residual] → activation.
+
+    `fold_norm()` (called once at load, models/kernels.fold_norms) folds the fixed inference-time BatchNorm
+    into a derived weight and bias, kept as non-persistent buffers: the checkpoint's tensors stay untouched
+    (saving writes them back as read), and the convolution, the residual add and a ReLU run as one call."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, act: str | None = "relu",
                  norm=nn.BatchNorm2d):
@@ -41,42 +46,50 @@ class ConvLayer(nn.Module):
         self.convolution = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False)
         self.normalization = norm(out_ch)
         self.act = activation(act) if act else None
+        self.act_name = act
+        self.register_buffer("fused_weight", None, persistent=False)
+        self.register_buffer("fused_bias", None, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.normalization(self.convolution(x))
+    def fold_norm(self) -> None:
+        norm = self.normalization
+        scale = norm.weight * (norm.running_var + norm.eps).rsqrt()  # as BatchNorm computes it, in its dtype
+        self.fused_weight = self.convolution.weight * scale[:, None, None, None]
+        self.fused_bias = norm.bias - norm.running_mean * scale
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        if self.fused_weight is None:  # a module built outside load_model: the plain path
+            x = self.normalization(self.convolution(x))
+        elif self.act_name in ("relu", None):
+            return conv2d(x, self.convolution, self.fused_weight, self.fused_bias, self.act_name == "relu", residual)
+        else:
+            x = conv2d(x, self.convolution, self.fused_weight, self.fused_bias)
+        x = x if residual is None else x + residual
         return self.act(x) if self.act is not None else x
 
 
-class ShortCut(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, stride: int, norm=nn.BatchNorm2d):
-        super().__init__()
-        self.convolution = nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
-        self.normalization = norm(out_ch)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.normalization(self.convolution(x))
-
-
 class ResidualLayer(nn.Module):
-    """act(layer(x) + shortcut(x)); `layer` is 1x1-3x3-1x1 (bottleneck, /4 channels inside) or 3x3-3x3 (basic)."""
+    """act(layer(x) + shortcut(x)); `layer` is 1x1-3x3-1x1 (bottleneck, /4 channels inside) or 3x3-3x3 (basic);
+    its last ConvLayer adds the shortcut before its activation. The shortcut is a ConvLayer without one."""
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, act: str, bottleneck: bool, downsample_first: bool,
                  norm=nn.BatchNorm2d):
         super().__init__()
         needs_shortcut = in_ch != out_ch or stride != 1
-        self.shortcut = ShortCut(in_ch, out_ch, stride, norm) if needs_shortcut else nn.Identity()
+        self.shortcut = ConvLayer(in_ch, out_ch, 1, stride, None, norm) if needs_shortcut else nn.Identity()
         if bottleneck:
             mid = out_ch // 4
             self.layer = nn.Sequential(ConvLayer(in_ch, mid, 1, stride if downsample_first else 1, act, norm),
                                        ConvLayer(mid, mid, 3, 1 if downsample_first else stride, act, norm),
-                                       ConvLayer(mid, out_ch, 1, 1, None, norm))
+                                       ConvLayer(mid, out_ch, 1, 1, act, norm))
         else:
             self.layer = nn.Sequential(ConvLayer(in_ch, out_ch, 3, stride, act, norm),
-                                       ConvLayer(out_ch, out_ch, 3, 1, None, norm))
-        self.act = activation(act)
+                                       ConvLayer(out_ch, out_ch, 3, 1, act, norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.layer(x) + self.shortcut(x))
+        h = x
+        for conv in self.layer[:-1]:
+            h = conv(h)
+        return self.layer[-1](h, self.shortcut(x))
 
 
 class Stage(nn.Module):

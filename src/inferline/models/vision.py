@@ -235,12 +235,14 @@ class Detections(NamedTuple):
 class FrozenBatchNorm2d(nn.Module):
     """BatchNorm with fixed statistics and no `num_batches_tracked` (DETR's backbone norm), eps 1e-5."""
 
+    eps = 1e-5
+
     def __init__(self, size: int):
         super().__init__()
         for name in ("weight", "bias", "running_mean", "running_var"):
             self.register_buffer(name, torch.zeros(size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.weight * (self.running_var + 1e-5).rsqrt()
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
         shift = self.bias - self.running_mean * scale
         return x * scale[None, :, None, None] + shift[None, :, None, None]
