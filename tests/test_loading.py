@@ -186,3 +186,61 @@ def test_fast_linear_keeps_small_products_on_f_linear(monkeypatch):
     layer = kernels.FastLinear(32, 32)
     with torch.inference_mode():
         layer(torch.randn(2, 13, 32))
+
+
+def test_fused_convolution_rejects_an_op_that_fails_its_probe(monkeypatch):
+    from inferline.models import kernels
+
+    class Wrong:  # right signatures, wrong sums
+        def __call__(self, x, weight, bias, padding, stride, dilation, groups, *args):
+            return torch.nn.functional.conv2d(x, weight, bias, stride, padding, dilation, groups) + 1e-3
+
+        def binary(self, x, other, weight, bias, padding, stride, dilation, groups, *args):
+            return self(x, weight, bias, padding, stride, dilation, groups) + other
+
+    def raises(*args):
+        raise RuntimeError("changed signature")
+
+    conv = nn.Conv2d(6, 8, 3, padding=1, bias=False)
+    x, residual = torch.randn(1, 6, 5, 7), torch.randn(1, 8, 5, 7)
+    for op in (Wrong(), raises, None):
+        monkeypatch.setattr(kernels, "_find_conv_op", lambda op=op: op)
+        monkeypatch.setattr(kernels, "_conv_op", kernels._UNCHECKED)
+        assert kernels.onednn_conv() is None
+        with torch.inference_mode():
+            got = kernels.conv2d(x, conv, conv.weight, None, relu=True, residual=residual)
+            assert torch.equal(got, (conv(x) + residual).relu())
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN")
+@pytest.mark.parametrize("arch,head", [("detr", "object-detection"), ("resnet", "image-classification")])
+def test_folded_batch_norms_equal_the_plain_path_and_leave_the_checkpoint_alone(arch, head, monkeypatch):
+    """prepare_convolutions folds each ResNet BatchNorm into derived buffers at load: the forward equals the
+    unfolded module's (on oneDNN's fused convolution and on F.conv2d), and the state dict (what saving writes)
+    is the checkpoint's, bit for bit."""
+    from safetensors.torch import load_file
+
+    from fixtures.vision_checkpoints import build_vision
+    from inferline.models import kernels
+    from inferline.models.registry import load_model
+
+    path = build_vision(arch, head)
+    model = load_model(path, head)
+    assert kernels.onednn_conv() is torch.ops.mkldnn._convolution_pointwise
+    folded = [m for m in model.modules() if getattr(m, "fused_weight", None) is not None]
+    assert folded and all(m.fused_weight.is_contiguous(memory_format=torch.channels_last) for m in folded)
+    stored = load_file(str(path / "model.safetensors"))
+    names = model.checkpoint_names
+    state = model.state_dict()
+    assert all(torch.equal(state[ours], stored[name]) for ours, name in names.items() if name in stored)
+    x = torch.randn(2, 3, 64, 80, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        fused = model(x)
+        monkeypatch.setattr(kernels, "_conv_op", None)  # as if the private op were missing
+        fallback = model(x)
+        for m in folded:
+            m.fused_weight = None  # the plain path: convolution, then BatchNorm
+        plain = model(x)
+    for a, b, c in zip(fused, fallback, plain):
+        assert_same(a, c, atol=1e-5)
+        assert_same(b, c, atol=1e-5)
