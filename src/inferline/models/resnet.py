@@ -36,7 +36,7 @@ class ResNetConfig(ModelConfig):
 class ConvLayer(nn.Module):
     """convolution (no bias) → BatchNorm → [+ a residual] → activation.
 
-    `fold_norm()` (called once at load, models/kernels.fold_norms) folds the fixed inference-time BatchNorm
+    `fold_norm()` (called once at load by kernels.prepare_convolutions) folds the fixed inference-time BatchNorm
     into a derived weight and bias, kept as non-persistent buffers: the checkpoint's tensors stay untouched
     (saving writes them back as read), and the convolution, the residual add and a ReLU run as one call."""
 
