@@ -76,6 +76,24 @@ def test_several_queries_and_tables(pair, batch_size):
     assert_same(list(lazy), expected)
 
 
+def test_one_call_per_table_equals_unbatched(pair):
+    """At batch_size 1 a table's queries (tokenised lengths differing) run in one padded model call; each answer
+    equals transformers' answer to that query alone."""
+    theirs, ours = pair
+    table, queries = TABLES[0], [QUERIES[0], QUERIES[1], QUERIES[5]]
+    lengths = {len(e["input_ids"]) for e in ours.preprocess({"table": table, "query": queries})["encodings"]}
+    assert len(lengths) == 3
+    calls = []
+    hook = ours.model.register_forward_hook(lambda module, args, kwargs, output: calls.append(len(output.logits)),
+                                            with_kwargs=True)
+    try:
+        got = ours(table=table, query=queries)
+    finally:
+        hook.remove()
+    assert calls == [3]
+    assert_same(got, [_theirs(theirs, table, query) for query in queries])
+
+
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_sequential(pair, batch_size):
     theirs, ours = pair

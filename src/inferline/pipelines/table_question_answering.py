@@ -9,8 +9,9 @@ Inputs as transformers 4.57.6 takes them: `tqa(table, query)`, `tqa(table=..., q
 `{"table", "query"}` dict or a list of them; `table` a dict of lists of strings or a pandas DataFrame
 (pandas 2 or 3), `query` a string or a list (a list gives a list of answers). `sequential=True` answers the
 queries of a table in order, each seeing the cells the previous one selected (SQA's conversations).
-Each query is one model row: rows of any tables batch together (transformers cannot batch TAPAS), and
-answers equal unbatched ones.
+Each query is one model row: at batch_size 1 a table's queries run in one model call (as transformers
+does), at batch_size > 1 rows of any tables batch together (transformers cannot batch TAPAS); answers equal
+unbatched ones.
 """
 
 from __future__ import annotations
@@ -134,9 +135,12 @@ class TableQuestionAnsweringPipeline(Pipeline):
     def _forward_window(self, pieces, batch_size, fwd):
         """Every query of every table in the window is a model row; `sequential` runs the k-th queries of all
         tables together, each after its table's (k-1)-th, whose selected cells fill the previous-answer channel."""
+        window = super()._forward_window
         if not fwd.get("sequential"):
-            rows = [e for piece in pieces for e in piece["encodings"]]
-            outputs = iter(super()._forward_window(rows, batch_size, {}))
+            if batch_size == 1:  # as transformers: one model call per table, its queries padded to the longest
+                outputs = iter([out for p in pieces for out in window(p["encodings"], len(p["encodings"]), {})])
+            else:
+                outputs = iter(window([e for p in pieces for e in p["encodings"]], batch_size, {}))
             return [{**piece, "outputs": [{**e, **next(outputs)} for e in piece["encodings"]]} for piece in pieces]
         results = [{**piece, "outputs": []} for piece in pieces]
         for step in range(max(len(piece["encodings"]) for piece in pieces)):
@@ -147,7 +151,7 @@ class TableQuestionAnsweringPipeline(Pipeline):
                 if step:
                     encoding = self._with_previous(encoding, results[i]["outputs"][-1])
                 rows.append(encoding)
-            for i, row, out in zip(active, rows, super()._forward_window(rows, batch_size, {})):
+            for i, row, out in zip(active, rows, window(rows, batch_size, {})):
                 results[i]["outputs"].append({**row, **out})
         return results
 
