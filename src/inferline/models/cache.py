@@ -19,6 +19,7 @@ class KVCache:
         shape = (num_layers, batch_size, num_kv_heads, max_length, head_dim)
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self._layers = list(zip(self.keys.unbind(0), self.values.unbind(0)))  # per-layer views, made once
         self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
         self.probe = None  # called with each cross-attention's (layer, q, k, mask, scale) when set
         self.length = 0
@@ -29,9 +30,10 @@ class KVCache:
         end = self.length + k.shape[2]
         if end > self.max_length:
             raise ValueError(f"KV cache holds {self.max_length} positions; {end} were needed.")
-        self.keys[layer, :, :, self.length:end] = k
-        self.values[layer, :, :, self.length:end] = v
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+        keys, values = self._layers[layer]
+        keys.narrow(2, self.length, k.shape[2]).copy_(k)
+        values.narrow(2, self.length, v.shape[2]).copy_(v)
+        return keys.narrow(2, 0, end), values.narrow(2, 0, end)
 
     def advance(self, steps: int) -> None:
         self.length += steps

@@ -340,6 +340,8 @@ class RMSNorm(nn.Module):
         self.to_weight_dtype = to_weight_dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == self.weight.dtype == torch.float32:  # torch's op: the same operations, in one call
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         dtype = self.weight.dtype if self.to_weight_dtype else x.dtype
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
