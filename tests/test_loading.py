@@ -244,3 +244,29 @@ def test_folded_batch_norms_equal_the_plain_path_and_leave_the_checkpoint_alone(
     for a, b, c in zip(fused, fallback, plain):
         assert_same(a, c, atol=1e-5)
         assert_same(b, c, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_single_row_linears_equal_transformers(arch, checkpoint, monkeypatch):
+    """Tiny fixtures stay under SINGLE_ROW_PRODUCT; forced onto `single_row_linear` (every one-row linear of a
+    decode step, biases included for GPT-2), greedy generation still gives transformers' tokens."""
+    import transformers
+
+    from inferline.generation import GenerationConfig, generate
+    from inferline.models import kernels
+    from inferline.models.registry import load_model
+
+    path = checkpoint(arch, "causal-lm")
+    ours = load_model(path, "causal-lm")
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
+    ids = torch.randint(3, 60, (1, 7), generator=torch.Generator().manual_seed(0))
+    kwargs = dict(max_new_tokens=12, min_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=1)
+    calls = []
+    original = kernels.single_row_linear
+    monkeypatch.setattr(kernels, "SINGLE_ROW_PRODUCT", 0)
+    monkeypatch.setattr(kernels, "single_row_linear", lambda *a: calls.append(1) or original(*a))
+    got = generate(ours, ids, torch.ones_like(ids), GenerationConfig.for_model(ours).update(**kwargs))
+    with torch.inference_mode():
+        expected = theirs.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+    assert calls, "no linear took the single-row path"
+    assert torch.equal(got, expected)
