@@ -270,3 +270,25 @@ def test_single_row_linears_equal_transformers(arch, checkpoint, monkeypatch):
         expected = theirs.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
     assert calls, "no linear took the single-row path"
     assert torch.equal(got, expected)
+
+
+def test_single_row_linear_settles_on_one_kernel(monkeypatch):
+    """The first calls of a shape alternate MKL's gemv and the two-column gemm, then one is kept; both give
+    F.linear's values up to the summation order, with and without bias."""
+    from inferline.models import kernels
+
+    monkeypatch.setattr(kernels, "_row_choice", {})
+    monkeypatch.setattr(kernels, "_row_trials", {})
+    generator = torch.Generator().manual_seed(0)
+    weight, bias = torch.randn(300, 40, generator=generator), torch.randn(300, generator=generator)
+    key = (300, 40, torch.get_num_threads())
+    for i in range(2 * kernels.ROW_TRIALS + 2):
+        x = torch.randn(1, 1, 40, generator=generator)
+        for b in (None, bias):
+            got = kernels.single_row_linear(x, weight, b)
+            assert got.shape == (1, 1, 300) and got.is_contiguous()
+            assert_same(got, torch.nn.functional.linear(x, weight, b), atol=1e-5)
+    assert key in kernels._row_choice
+    for choice in (True, False):
+        kernels._row_choice[key] = choice
+        assert_same(kernels.single_row_linear(x, weight, bias), torch.nn.functional.linear(x, weight, bias), atol=1e-5)

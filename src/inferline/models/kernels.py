@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 import torch
@@ -30,6 +31,9 @@ SMALL_PRODUCT = 1 << 21
 # One row (a decode step) onto a weight of at least this many values goes to `single_row_linear` (below it,
 # e.g. 192x576, both kernels take the same time).
 SINGLE_ROW_PRODUCT = 1 << 17
+ROW_TRIALS = 8  # timed calls per kernel before `single_row_linear` settles on one for a weight shape
+_row_choice: dict[tuple[int, int, int], bool] = {}  # (out, in, threads) → the two-column gemm is faster
+_row_trials: dict[tuple[int, int, int], list] = {}
 
 
 def _find_op() -> Callable | None:
@@ -78,8 +82,8 @@ class FastLinear(nn.Linear):
     """nn.Linear's parameters and maths, computed on the CPU by oneDNN's matmul when `onednn_linear()`
     passed its check (float32, no autograd); everything else takes nn.Linear's own path.
 
-    One row (a decode step) onto a weight of SINGLE_ROW_PRODUCT values or more goes to MKL as weight @ x.T over
-    two columns (one would take its slower gemv path); other products under SMALL_PRODUCT multiply-adds stay
+    One row (a decode step) onto a weight of SINGLE_ROW_PRODUCT values or more goes to `single_row_linear`
+    (MKL's gemv or its gemm over two columns, whichever measures faster); other products under SMALL_PRODUCT multiply-adds stay
     on F.linear (a tiny model's whole forward). Results may differ from nn.Linear's in the last bits
     (summation order).
     """
@@ -97,9 +101,35 @@ class FastLinear(nn.Linear):
 
 
 def single_row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear of one row x (..., C) as weight @ (C, 2): the row twice, so MKL runs its gemm kernel rather
-    than its gemv (measured, 1 thread: 1536x576 185 us vs 266 us, 576x576 70 vs 97 us; the vocabulary head
-    likewise). Only the summation order differs from F.linear."""
+    """F.linear of one row x (..., C), on whichever of two MKL kernels is faster here for this weight shape and
+    thread count: its gemv (F.linear itself) or its gemm over the row twice (`_two_columns`).
+
+    Measured on a 2-core machine: at 1 thread the gemm is faster (1536x576 185 vs 266 us, 576x576 70 vs 97 us,
+    the vocabulary head likewise), at 2 threads on a quiet machine twice as fast (the gemv uses one thread), but
+    on a loaded machine the gemm's thread barriers make it several times slower than the gemv. So the first
+    2 * ROW_TRIALS calls of each (shape, threads) alternate the two, timed (each call is a real product, a
+    different layer's weight: the timings include streaming it from memory), and the faster one is kept for
+    the process. Only the summation order differs between the two.
+    """
+    key = (weight.shape[0], weight.shape[1], torch.get_num_threads())
+    gemm = _row_choice.get(key)
+    if gemm is not None:
+        return _two_columns(x, weight, bias) if gemm else F.linear(x, weight, bias)
+    with _lock:
+        trial = _row_trials.setdefault(key, [0.0, 0.0, 0])  # seconds on the gemv, on the gemm, calls so far
+        calls = trial[2]
+        trial[2] += 1
+    use = calls % 2
+    start = time.perf_counter()
+    out = _two_columns(x, weight, bias) if use else F.linear(x, weight, bias)
+    if calls >= 2:  # the first pair pays each kernel's one-time setup
+        trial[use] += time.perf_counter() - start
+    if calls + 1 >= 2 * ROW_TRIALS:
+        _row_choice[key] = trial[1] < trial[0]
+    return out
+
+
+def _two_columns(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     row = x.reshape(1, -1)
     cols = torch.cat((row, row)).t()  # (C, 2)
     out = torch.mm(weight, cols) if bias is None else torch.addmm(bias[:, None], weight, cols)
