@@ -127,9 +127,13 @@ def main() -> None:
     rows = Rows()
     load_rows(path, rows, repeats, args.threads)
     decode_rows(path, rows, repeats, 32 if args.quick else 64)
+    from inferline.models import kernels
+
+    # which MKL kernel inferline's one-row linears settled on in this run, per (out, in, threads): gemm or gemv
+    choices = {f"{o}x{i}@{t}": "gemm" if gemm else "gemv" for (o, i, t), gemm in kernels._row_choice.items()}
     report = {"machine": finish_machine(info), "rows": rows.rows,
               "notes": ["both libraries dequantise with the gguf package; the decode rows run the same float32 "
-                        "weights (bit-identical tensors)"]}
+                        "weights (bit-identical tensors)", f"inferline one-row linear kernels: {choices}"]}
     save(report, table("GGUF: SmolLM2-135M-Instruct Q4_1", report), "gguf", args.quick)
 
 

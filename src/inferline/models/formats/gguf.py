@@ -9,6 +9,15 @@ checkpoint names the families' weight maps know, with llama.cpp's Q/K row permut
 files and GPT-2's linears put back in Conv1D (in, out) layout. Families never know the format.
 The tokenizer follows the file: its BOS/EOS, `add_bos_token` and chat template win (transformers, for
 example, gives a SmolLM2 file BOS = EOS = `<|im_start|>` and prepends BOS to every prompt).
+
+Why the quantised blocks are not kept for compute (decoding streams every weight once per token, so fewer
+bytes would be faster): torch 2.13's CPU has no kernel that multiplies group-quantised weights by float32
+activations at float32 accuracy and speed. `_weight_int4pack_mm_for_cpu` / `_weight_int8pack_mm` with float32
+activations are 12x / 4x slower than F.linear at one row; with bf16/fp16 activations they round the output to
+16 bits; fbgemm's fp16-weight linear needs weights exact in fp16, which 67-75% of Q4_1 and 21% of Q8_0
+dequantised values are (SmolLM2); a per-group (32-column) scale through a plain gemm costs 18-48x the
+multiply-adds. So the weights are dequantised once, and decoding's one-row products take the fastest float32
+kernel (models/kernels.py).
 """
 
 from __future__ import annotations
