@@ -1,5 +1,6 @@
 """Every use of a private torch op lives here, behind a self-check: `FastLinear` / `onednn_linear`, and
-`conv2d` / `onednn_conv` (a convolution with its bias, residual add and ReLU in one oneDNN call).
+`conv2d` / `onednn_conv` (a convolution with its bias, residual add and ReLU in one oneDNN call); and
+`one_thread`, which talks to the OpenMP and MKL runtimes torch ships with.
 
 torch's CPU `linear` calls MKL's sgemm; oneDNN's matmul on the same dense weights (the kernel torch.compile
 emits for CPU linears) is faster for most shapes, most of all for the few rows of a decode step. torch
@@ -11,9 +12,13 @@ the difference.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import glob
 import logging
+import os
 import threading
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -81,18 +86,19 @@ class FastLinear(nn.Linear):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight
+        if x.numel() * self.out_features < SMALL_PRODUCT:  # first: the cheapest test, and a tiny model's case
+            return F.linear(x, weight, self.bias)
         op = _op if _op is not _UNCHECKED else onednn_linear()
-        if op is None or x.device.type != "cpu" or x.dtype != torch.float32 \
-                or self.weight.dtype != torch.float32 or (torch.is_grad_enabled() and self.weight.requires_grad) \
-                or x.numel() * self.out_features < SMALL_PRODUCT:
-            return F.linear(x, self.weight, self.bias)
+        if op is None or not x.is_cpu or x.dtype != torch.float32 or weight.dtype != torch.float32 \
+                or (weight.requires_grad and torch.is_grad_enabled()):
+            return F.linear(x, weight, self.bias)
         if x.numel() == x.shape[-1] and self.out_features >= 16384:  # one row, a vocabulary: (V, C) @ (C, 2)
             row = x.reshape(1, -1)
             cols = torch.cat((row, row)).t()
-            out = torch.mm(self.weight, cols) if self.bias is None else torch.addmm(self.bias[:, None], self.weight,
-                                                                                   cols)
+            out = torch.mm(weight, cols) if self.bias is None else torch.addmm(self.bias[:, None], weight, cols)
             return out[:, 0].contiguous().view(*x.shape[:-1], self.out_features)
-        return op(x, self.weight, self.bias, "none", [], "")
+        return op(x, weight, self.bias, "none", [], "")
 
 
 _conv_op: Callable | None | object = _UNCHECKED  # torch.ops.mkldnn._convolution_pointwise once checked
@@ -171,3 +177,66 @@ def prepare_convolutions(model: nn.Module) -> None:
             module.fused_weight = module.fused_weight.contiguous(memory_format=torch.channels_last)
         elif isinstance(module, nn.Conv2d) and module not in folded and module.weight.device.type == "cpu":
             module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+
+
+# ----- one thread for small work -----
+# Below this many multiply-adds a whole forward is faster on the calling thread alone: each op that would wake
+# the intra-op pool (layer norm, attention, MKL's gemm) pays more in wake-ups than it saves, and under load a
+# woken or spinning worker waits for a core (hidden-32 model, 13 tokens, 2 threads: 0.9 vs 12.6 ms a call).
+SMALL_FORWARD = 1 << 23
+_threads: tuple | None | object = _UNCHECKED  # (omp_set_num_threads, MKL's per-thread setter), or None
+
+
+def _thread_controls() -> tuple | None:
+    """The OpenMP and MKL runtimes' per-thread thread-count setters as libtorch_cpu binds them, if they
+    change what aten reads on this thread and nowhere else."""
+    path = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
+    if not os.path.isfile(path) or "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return None
+    aten = ctypes.CDLL(path)  # symbol lookup covers its dependencies: the OpenMP runtime it was linked with
+    set_omp = aten.omp_set_num_threads
+    set_mkl = aten.MKL_Set_Num_Threads_Local  # the C entry (the lower-case one is Fortran's, by pointer)
+    before = torch.get_num_threads()  # first call on a thread: torch sets its own count there
+    if before < 2:
+        return None  # nothing to check against; threads stay as they are
+    seen = []
+    set_omp(1)
+    previous = set_mkl(1)
+    try:
+        here = torch.get_num_threads()
+        other = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        other.start()
+        other.join()
+    finally:
+        set_omp(before)
+        set_mkl(previous)
+    ok = here == 1 and seen == [before] and torch.get_num_threads() == before
+    return (set_omp, set_mkl) if ok else None
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block on the calling thread alone (aten's parallel loops, MKL and oneDNN all read these
+    per-thread settings); other threads keep theirs. `torch.set_num_threads` is no substitute: it sets a
+    process-wide count, resizes a shared pool and clears oneDNN's caches. Without the runtimes, a no-op."""
+    global _threads
+    if _threads is _UNCHECKED:
+        with _lock:
+            if _threads is _UNCHECKED:
+                try:
+                    _threads = _thread_controls()
+                except (OSError, AttributeError) as error:  # another OpenMP, a static MKL: leave threads alone
+                    logger.debug("per-thread OpenMP/MKL settings unavailable: %s", error)
+                    _threads = None
+    before = torch.get_num_threads()  # also makes torch set up this thread's count first, not inside the block
+    if _threads is None or before == 1:
+        yield
+        return
+    set_omp, set_mkl = _threads
+    set_omp(1)
+    previous = set_mkl(1)
+    try:
+        yield
+    finally:
+        set_omp(before)
+        set_mkl(previous)
