@@ -232,8 +232,6 @@ def _thread_controls() -> tuple | None:
     set_omp = aten.omp_set_num_threads
     set_mkl = aten.MKL_Set_Num_Threads_Local  # the C entry (the lower-case one is Fortran's, by pointer)
     before = torch.get_num_threads()  # first call on a thread: torch sets its own count there
-    if before < 2:
-        return None  # nothing to check against; threads stay as they are
     seen = []
     set_omp(1)
     previous = set_mkl(1)
@@ -255,7 +253,11 @@ def one_thread() -> Iterator[None]:
     per-thread settings); other threads keep theirs. `torch.set_num_threads` is no substitute: it sets a
     process-wide count, resizes a shared pool and clears oneDNN's caches. Without the runtimes, a no-op."""
     global _threads
-    if _threads is _UNCHECKED:
+    before = torch.get_num_threads()  # also makes torch set up this thread's count first, not inside the block
+    if before == 1:
+        yield
+        return
+    if _threads is _UNCHECKED:  # checked with 2+ threads, so that the check can tell
         with _lock:
             if _threads is _UNCHECKED:
                 try:
@@ -263,8 +265,7 @@ def one_thread() -> Iterator[None]:
                 except (OSError, AttributeError) as error:  # another OpenMP, a static MKL: leave threads alone
                     logger.debug("per-thread OpenMP/MKL settings unavailable: %s", error)
                     _threads = None
-    before = torch.get_num_threads()  # also makes torch set up this thread's count first, not inside the block
-    if _threads is None or before == 1:
+    if _threads is None:
         yield
         return
     set_omp, set_mkl = _threads
