@@ -258,6 +258,9 @@ def test_fast_linear_packed_weight_follows_the_weight():
         layer.weight.mul_(-2)  # changed in place: the packed copy is made again
     with torch.inference_mode():
         torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), rtol=0, atol=1e-4)
+    layer.weight.data = torch.randn(512, 256)  # new data under the same parameter (as Module.to does)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), rtol=0, atol=1e-4)
     layer.weight = torch.nn.Parameter(torch.randn(512, 256))  # replaced
     with torch.inference_mode():
         torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), rtol=0, atol=1e-4)

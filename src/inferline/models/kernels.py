@@ -129,11 +129,12 @@ class FastLinear(nn.Linear):
         beside the parameter): 1.1-1.5x the throughput of the plain layout at 16-140 rows, K/N 384/1536."""
         if _pack is None:
             return weight
+        key = (weight, weight._version, weight.data_ptr())  # replaced, changed in place, or given new .data
         packed = self.__dict__.get("_packed_weight")
-        if packed is None or packed[0] is not weight or packed[1] != weight._version:
-            packed = (weight, weight._version, _pack(weight.detach()))
+        if packed is None or packed[0] is not key[0] or packed[1:] != key[1:]:
+            packed = (*key, _pack(weight.detach()))
             self.__dict__["_packed_weight"] = packed  # two threads may both pack once: the same result
-        return packed[2]
+        return packed[3]
 
 
 _conv_op: Callable | None | object = _UNCHECKED  # torch.ops.mkldnn._convolution_pointwise once checked
