@@ -131,7 +131,7 @@ class FastLinear(nn.Linear):
             return weight
         key = (weight, weight._version, weight.data_ptr())  # replaced, changed in place, or given new .data
         packed = self.__dict__.get("_packed_weight")
-        if packed is None or packed[0] is not key[0] or packed[1:] != key[1:]:
+        if packed is None or packed[0] is not key[0] or packed[1:3] != key[1:]:
             packed = (*key, _pack(weight.detach()))
             self.__dict__["_packed_weight"] = packed  # two threads may both pack once: the same result
         return packed[3]
