@@ -254,6 +254,9 @@ def test_fast_linear_packed_weight_follows_the_weight():
     x = torch.randn(16, 256)  # 16 x 256 x 512 multiply-adds: oneDNN's path
     with torch.inference_mode():
         torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), rtol=0, atol=1e-4)
+        first = layer.__dict__.get("_packed_weight")
+        layer(x)
+        assert layer.__dict__.get("_packed_weight") is first  # reordered once, not per call
     with torch.no_grad():
         layer.weight.mul_(-2)  # changed in place: the packed copy is made again
     with torch.inference_mode():
