@@ -292,3 +292,59 @@ def test_single_row_linear_settles_on_one_kernel(monkeypatch):
     for choice in (True, False):
         kernels._row_choice[key] = choice
         assert_same(kernels.single_row_linear(x, weight, bias), torch.nn.functional.linear(x, weight, bias), atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN")
+def test_fast_linear_packed_weight_follows_the_weight():
+    from inferline.models import kernels
+
+    layer = kernels.FastLinear(256, 512)
+    x = torch.randn(16, 256)  # 16 x 256 x 512 multiply-adds: oneDNN's path
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), rtol=0, atol=1e-4)
+        first = layer.__dict__.get("_packed_weight")
+        layer(x)
+        assert layer.__dict__.get("_packed_weight") is first  # reordered once, not per call
+    with torch.no_grad():
+        layer.weight.mul_(-2)  # changed in place: the packed copy is made again
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), rtol=0, atol=1e-4)
+    layer.weight.data = torch.randn(512, 256)  # new data under the same parameter (as Module.to does)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), rtol=0, atol=1e-4)
+    layer.weight = torch.nn.Parameter(torch.randn(512, 256))  # replaced
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), rtol=0, atol=1e-4)
+
+
+@pytest.fixture
+def two_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_one_thread_is_this_threads_only(two_threads):
+    import threading
+
+    from inferline.models import kernels
+
+    before, seen, entered, release = torch.get_num_threads(), [], threading.Event(), threading.Event()
+
+    def small_forward():
+        with kernels.one_thread():
+            seen.append(torch.get_num_threads())
+            entered.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=small_forward)
+    worker.start()
+    entered.wait(5)
+    here = torch.get_num_threads()  # another thread inside one_thread leaves this one alone
+    release.set()
+    worker.join()
+    assert seen == [1 if kernels._threads is not None else before] and here == before
+    with kernels.one_thread():
+        inside = torch.get_num_threads()
+    assert torch.get_num_threads() == before and inside in (1, before)

@@ -86,6 +86,16 @@ class BertEmbeddings(nn.Module):
         return (x(bbox[..., 0]) + y(bbox[..., 1]) + x(bbox[..., 2]) + y(bbox[..., 3])
                 + self.h_position_embeddings(height) + self.w_position_embeddings(width))
 
+    def _positions(self, positions: torch.Tensor | None, start: int, T: int) -> torch.Tensor:
+        """(B, T, C) embeddings of these positions, or (T, C) of start..start+T when positions is None."""
+        if positions is not None:
+            return self.position_embeddings(positions)
+        table = self.position_embeddings.weight
+        if start + T > table.shape[0]:
+            raise ValueError(f"The input reaches position {start + T - 1} but the model has "
+                             f"{table.shape[0]} position embeddings; truncate it to {table.shape[0]} tokens.")
+        return table[start: start + T]
+
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
                 position_ids: torch.Tensor | None = None, start: int = 0,
                 bbox: torch.Tensor | None = None) -> torch.Tensor:
@@ -94,13 +104,13 @@ class BertEmbeddings(nn.Module):
         if position_ids is not None:
             positions = position_ids
         elif self.position_offset is None:
-            positions = torch.arange(start, start + T, device=input_ids.device)[None, :]
+            positions = None  # start..start+T: rows of the table, sliced rather than gathered
         else:
             not_pad = (input_ids != self.position_offset).int()
             positions = torch.cumsum(not_pad, dim=1) * not_pad + self.position_offset
         x = self.word_embeddings(input_ids)
         if self.type_channels:  # summed in transformers' TAPAS order: word, position, then each channel
-            x = x + self.position_embeddings(positions)
+            x = x + self._positions(positions, start, T)
             if token_type_ids is None:
                 token_type_ids = torch.zeros(B, T, self.type_channels, dtype=torch.long, device=input_ids.device)
             for i in range(self.type_channels):
@@ -110,7 +120,7 @@ class BertEmbeddings(nn.Module):
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)
             x = x + self.token_type_embeddings(token_type_ids)
-        x = x + self.position_embeddings(positions)
+        x = x + self._positions(positions, start, T)
         if self.layout:  # LayoutLM: a missing bbox is all-zero boxes, as in transformers
             x = x + self.layout_embeddings(bbox if bbox is not None else input_ids.new_zeros((B, T, 4)))
         return self.LayerNorm(x)  # (B, T, C)

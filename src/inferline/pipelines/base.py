@@ -15,6 +15,7 @@ other key travels beside them untouched and reaches postprocess with that item's
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -24,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ..models.kernels import SMALL_FORWARD, one_thread
 from .collate import collate, uncollate
 from .devices import resolve_device
 
@@ -58,6 +60,7 @@ class Pipeline:
         if hasattr(self.model, "to") and _module_device(self.model) != self.device:
             self.model = self.model.to(self.device)
         self.batch_size = _check_batch_size(batch_size if batch_size is not None else 1)
+        self._dense_parameters: tuple[Any, int] = (None, 0)  # (model, its parameters outside embedding tables)
         self._warned: set[str] = set()
         self._warn_lock = threading.Lock()
         self._preprocess_params, self._forward_params, self._postprocess_params = self._sanitize_parameters(**kwargs)
@@ -176,10 +179,23 @@ class Pipeline:
 
     def forward(self, model_inputs: dict[str, torch.Tensor], **forward_params) -> dict[str, Any]:
         """Run `_forward` on the pipeline's device under inference mode; outputs come back on the CPU."""
-        with torch.inference_mode():
+        threads = one_thread() if self._small_work(model_inputs) else contextlib.nullcontext()
+        with torch.inference_mode(), threads:
             inputs = {k: v.to(self.device) for k, v in model_inputs.items()}
             outputs = self._forward(inputs, **forward_params)
         return {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in outputs.items()}
+
+    def _small_work(self, model_inputs: Mapping[str, torch.Tensor]) -> bool:
+        """Whether this batch's tokens x the model's dense parameters stay under SMALL_FORWARD multiply-adds on
+        the CPU: then one thread runs it faster than the pool (a tiny model, a short request)."""
+        ids = model_inputs.get("input_ids")
+        if ids is None or self.device.type != "cpu":
+            return False
+        model, count = self._dense_parameters
+        if model is not self.model:
+            count = _dense_parameter_count(self.model)
+            self._dense_parameters = (self.model, count)
+        return ids.numel() * count < SMALL_FORWARD
 
     def _model_input_names(self) -> tuple[str, ...]:
         return tuple(getattr(self.model, "input_names", ("input_ids", "attention_mask", "token_type_ids")))
@@ -262,6 +278,15 @@ def _is_dataset(inputs) -> bool:
 def _iter_dataset(dataset) -> Iterator:
     for i in range(len(dataset)):
         yield dataset[i]
+
+
+def _dense_parameter_count(model) -> int:
+    """Parameters a token's forward multiplies by (embedding tables are only looked up); a model without
+    parameters (a stand-in engine) counts as large."""
+    if not hasattr(model, "modules"):
+        return SMALL_FORWARD
+    return sum(p.numel() for m in model.modules() if not isinstance(m, torch.nn.Embedding)
+               for p in m.parameters(recurse=False)) or SMALL_FORWARD
 
 
 def _module_device(model) -> torch.device | None:
