@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import glob
 import logging
 import os
 import threading
@@ -50,21 +49,15 @@ def _find_op() -> Callable | None:
     return getattr(torch.ops.mkldnn, "_linear_pointwise", None)
 
 
-def _probe_pack(op: Callable) -> Callable | None:
-    """oneDNN's weight reorder if `op` on a reordered weight computes F.linear on the probe, else None."""
-    pack = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None)
+def _probe_pack(op: Callable, pack: Callable) -> bool:
+    """Whether `op` on a weight reordered by `pack` computes F.linear on a small float32 probe."""
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(3, 24, generator=generator)
     weight, bias = torch.randn(40, 24, generator=generator), torch.randn(40, generator=generator)
-    try:
-        with torch.inference_mode():
-            got = op(x, pack(weight), bias, "none", [], "") if pack is not None else None
-    except Exception as error:  # noqa: BLE001  (a changed signature: plain weights still work)
-        logger.debug("torch.ops.mkldnn._reorder_linear_weight failed its probe: %s", error)
-        return None
-    ok = isinstance(got, torch.Tensor) and got.shape == (3, 40) \
+    with torch.inference_mode():
+        got = op(x, pack(weight), bias, "none", [], "")
+    return isinstance(got, torch.Tensor) and got.shape == (3, 40) \
         and torch.allclose(got, F.linear(x, weight, bias), rtol=0, atol=1e-5)
-    return pack if ok else None
 
 
 def _probe(op: Callable) -> bool:
@@ -95,13 +88,15 @@ def _checked(op: Callable | None, probe: Callable[[Callable], bool], name: str, 
 
 def onednn_linear() -> Callable | None:
     """oneDNN's linear `(x, weight, bias, "none", [], "")` if it passed the check (made once), else None."""
-    global _op
+    global _op, _pack
     if _op is _UNCHECKED:
         with _lock:
             if _op is _UNCHECKED:
                 op = _checked(_find_op(), _probe, "_linear_pointwise", "FastLinear uses F.linear")
-                global _pack
-                _pack = _probe_pack(op) if op is not None else None
+                if op is not None:  # plain weights still work when the reorder is missing or inexact
+                    _pack = _checked(getattr(torch.ops.mkldnn, "_reorder_linear_weight", None),
+                                     lambda pack: _probe_pack(op, pack), "_reorder_linear_weight",
+                                     "oneDNN reads the plain weights")
                 _op = op
     return _op
 
