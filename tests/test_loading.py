@@ -348,3 +348,88 @@ def test_one_thread_is_this_threads_only(two_threads):
     with kernels.one_thread():
         inside = torch.get_num_threads()
     assert torch.get_num_threads() == before and inside in (1, before)
+
+
+@pytest.mark.parametrize("arch,whole", [("bert", True), ("distilbert", True), ("electra", True), ("roberta", True),
+                                        ("deberta-v2", False)])
+def test_whole_block_op_equals_transformers(arch, whole, checkpoint, monkeypatch):
+    """An unpadded small input runs each plain BERT block as one aten call (DeBERTa's disentangled attention never
+    does); the logits equal transformers' and the module-by-module path's."""
+    import transformers
+
+    from inferline.models import kernels, layers
+    from inferline.models.registry import load_model
+
+    head = "token-classification"
+    path = checkpoint(arch, head)
+    ours = load_model(path, head)
+    theirs = transformers.AutoModelForTokenClassification.from_pretrained(path).eval()
+    ids = torch.randint(5, 60, (1, 11), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    op = kernels.whole_layer_op()
+    assert op is not None
+    calls = []
+    monkeypatch.setattr(kernels, "_layer_op", lambda *a: calls.append(1) or op(*a))
+    with torch.inference_mode():
+        got = ours(ids, mask)
+        expected = theirs(input_ids=ids, attention_mask=mask).logits
+        monkeypatch.setattr(layers, "SMALL_LAYER", 0)  # every block module by module
+        modules = ours(ids, mask)
+    blocks = sum(isinstance(m, layers.PostNormEncoderLayer) for m in ours.modules())
+    assert blocks and len(calls) == (blocks if whole else 0)
+    assert_same(got, expected)
+    assert_same(got, modules, atol=1e-5)
+
+
+def test_whole_block_op_rejected_when_it_fails_its_probe(monkeypatch):
+    from inferline.models import kernels
+    from inferline.models.layers import PostNormEncoderLayer
+
+    def wrong(x, *args):
+        return x
+
+    def raises(*args):
+        raise RuntimeError("changed signature")
+
+    layer = PostNormEncoderLayer(32, 4, 48, "gelu", 1e-12).eval()
+    x = torch.randn(1, 7, 32)
+    for op in (wrong, raises, None):
+        monkeypatch.setattr(kernels, "_find_layer_op", lambda op=op: op)
+        monkeypatch.setattr(kernels, "_layer_op", kernels._UNCHECKED)
+        assert kernels.whole_layer_op() is None
+        with torch.inference_mode():
+            assert layer._whole(x) is None
+            out = layer(x, None)
+        assert torch.isfinite(out).all() and not torch.equal(out, x)
+
+
+def test_whole_block_follows_the_weights(monkeypatch):
+    """The concatenated q/k/v projection is made again when q, k or v is changed in place, given new .data or
+    replaced; the state dict never sees it."""
+    from inferline.models import layers
+
+    torch.manual_seed(0)
+    layer = layers.PostNormEncoderLayer(32, 4, 48, "relu", 1e-12).eval()
+    keys = set(layer.state_dict())
+    x = torch.randn(2, 5, 32)
+
+    def check():
+        with torch.inference_mode():
+            fused = layer._whole(x)
+            monkeypatch.setattr(layers, "SMALL_LAYER", 0)
+            expected = layer(x, None)
+            monkeypatch.undo()
+        assert fused is not None
+        torch.testing.assert_close(fused, expected, rtol=0, atol=1e-5)
+
+    check()
+    query = layer.attention.self.query
+    with torch.no_grad():
+        query.weight.mul_(-2)
+    check()
+    layer.attention.self.value.bias.data = torch.randn(32)
+    check()
+    layer.attention.self.key.weight = nn.Parameter(torch.randn(32, 32))
+    check()
+    assert set(layer.state_dict()) == keys
+

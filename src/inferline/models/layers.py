@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cache import KVCache
-from .kernels import FastLinear
+from .kernels import SMALL_LAYER, FastLinear, post_norm_layer
 from .rotary import apply_rotary
 
 
@@ -295,14 +295,49 @@ class PostNormEncoderLayer(nn.Module):
                                                    layer_idx=layer_idx, linear=linear), linear)
         self.intermediate = MLP(hidden_size, intermediate_size, act, names=("dense", None), linear=linear)
         self.output = DenseResidualNorm(intermediate_size, hidden_size, eps, linear)
+        # the plain BERT block (its own attention, GELU or ReLU, no cross-attention) may run as one aten call
+        self._one_call = self_attention is None and cross_size is None and self.intermediate.act in (F.gelu, F.relu)
+        self._dense = 4 * hidden_size * hidden_size + 2 * hidden_size * intermediate_size
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *extra, cross: tuple | None = None) -> torch.Tensor:
         """cross (decoder layers): (encoder output (B, S, C_src), its additive mask or None, the KVCache or None)."""
+        if self._one_call and mask is None and not extra and x.numel() // x.shape[-1] * self._dense < SMALL_LAYER:
+            out = self._whole(x)
+            if out is not None:
+                return out
         x = self.attention(x, mask, *extra)
         if cross is not None:
             source, source_mask, cache = cross
             x = self.crossattention(x, source_mask, cache, source)
         return self.output(self.intermediate(x), x)
+
+    def _whole(self, x: torch.Tensor) -> torch.Tensor | None:
+        """This block in one aten call (`post_norm_layer`) for a small unpadded float32 CPU input without
+        autograd, else None. q/k/v go in as one projection, concatenated at the first call (again when one of
+        them was replaced, changed in place or given new .data) and kept beside the parameters, so the state
+        dict is unchanged. The lookups are plain dict reads: this runs on every small request."""
+        if not x.is_cpu or x.dtype != torch.float32:
+            return None
+        state = self.__dict__.get("_whole_state")
+        if state is None:
+            proj = self.attention.self._modules
+            modules = (proj["query"], proj["key"], proj["value"], self.attention.output.dense,
+                       self.attention.output.LayerNorm, self.intermediate.dense, self.output.dense,
+                       self.output.LayerNorm)
+            state = self.__dict__["_whole_state"] = [tuple(m._parameters for m in modules), modules, None, None]
+        params, modules, key, qkv = state
+        q, k, v = params[0], params[1], params[2]
+        sources = (q["weight"], k["weight"], v["weight"], q["bias"], k["bias"], v["bias"])
+        if sources[0].dtype != torch.float32 or modules[4].eps != modules[7].eps \
+                or (torch.is_grad_enabled() and sources[0].requires_grad):
+            return None
+        now = [(t._version, t.data_ptr()) for t in sources]
+        if key is None or now != key[1] or any(a is not b for a, b in zip(sources, key[0])):
+            with torch.no_grad():
+                qkv = state[3] = (torch.cat(sources[:3]), torch.cat(sources[3:]))
+            state[2] = (sources, now)
+        return post_norm_layer(x, self.attention.self.num_heads, qkv, *modules[3:],
+                               self.intermediate.act is F.gelu)
 
 
 class PostNormEncoder(nn.Module):
