@@ -433,3 +433,14 @@ def test_whole_block_follows_the_weights(monkeypatch):
     check()
     assert set(layer.state_dict()) == keys
 
+
+def test_small_attention_equals_sdpa():
+    from inferline.models import layers
+
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 7, 8, generator=generator) for _ in range(3))
+    mask = layers.padding_mask(torch.tensor([[1] * 7, [1] * 4 + [0] * 3]), torch.float32)
+    assert 2 * 3 * 7 * 7 <= layers.SMALL_SCORES  # the matmul path
+    for m, scale in ((None, None), (mask, None), (mask, 1.0)):
+        expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=scale)
+        torch.testing.assert_close(layers.attention(q, k, v, m, scale), expected, rtol=0, atol=1e-6)
