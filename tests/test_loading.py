@@ -434,13 +434,19 @@ def test_whole_block_follows_the_weights(monkeypatch):
     assert set(layer.state_dict()) == keys
 
 
-def test_small_attention_equals_sdpa():
+def test_matmul_attention_equals_sdpa(monkeypatch):
+    """Small CPU attention runs as matmuls around a softmax, a few batch rows at a time; SDPA is the reference."""
     from inferline.models import layers
 
     generator = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, 3, 7, 8, generator=generator) for _ in range(3))
-    mask = layers.padding_mask(torch.tensor([[1] * 7, [1] * 4 + [0] * 3]), torch.float32)
-    assert 2 * 3 * 7 * 7 <= layers.SMALL_SCORES  # the matmul path
-    for m, scale in ((None, None), (mask, None), (mask, 1.0)):
-        expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=scale)
-        torch.testing.assert_close(layers.attention(q, k, v, m, scale), expected, rtol=0, atol=1e-6)
+    q, k, v = (torch.randn(5, 3, 7, 8, generator=generator) for _ in range(3))
+    mask = layers.padding_mask(torch.tensor([[1] * 7] * 3 + [[1] * 4 + [0] * 3, [1] * 2 + [0] * 5]), torch.float32)
+    calls = []
+    matmul_attention = layers._matmul_attention
+    monkeypatch.setattr(layers, "_matmul_attention", lambda *a: calls.append(1) or matmul_attention(*a))
+    for limit in (1 << 19, 2 * 3 * 7 * 7):  # all rows at once; two rows at a time
+        monkeypatch.setattr(layers, "SMALL_SCORES", limit)
+        for m, scale in ((None, None), (mask, None), (mask, 1.0), (mask[:1], 0.5)):
+            expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=scale)
+            torch.testing.assert_close(layers.attention(q, k, v, m, scale), expected, rtol=0, atol=1e-6)
+    assert len(calls) == 8

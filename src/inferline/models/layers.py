@@ -73,20 +73,32 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(B, T, H * D)
 
 
-# At or below this many attention scores (batch x heads x queries x keys, 2 MiB of float32) on the CPU, two
-# batched matmuls around a softmax beat SDPA's flash kernel, which tiles for long sequences (measured, 2 threads:
-# 12 heads of 32, 75 tokens: 94 vs 157 us; all-MiniLM-L6-v2 at bs 1: 1.17x the sentences/s, DistilBERT-base
-# 1.12x). Above it (32 padded rows of 75 tokens, one row of 384) SDPA is faster.
+# On the CPU, attention whose scores (heads x queries x keys) per batch row stay at or under this many (2 MiB of
+# float32) is two batched matmuls around a softmax, over as many rows at a time as fit under it: faster than
+# SDPA's flash kernel, which tiles for long sequences (measured, 2 threads, 12 heads: one row of 75 tokens,
+# head size 32: 94 vs 157 us; 32 padded rows of 75 tokens: 3.5 vs 6.7 ms; of 120: 7.6 vs 11.2 ms; 8 rows of 300
+# tokens, head size 64: 15.9 vs 18.1 ms). One row of 384 or more tokens is over it, and there SDPA is faster.
 SMALL_SCORES = 1 << 19
 
 
-def _small_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-                     scale: float | None) -> torch.Tensor:
-    scores = torch.matmul(q, k.transpose(-1, -2))
-    scores.mul_(q.shape[-1] ** -0.5 if scale is None else scale)
-    if mask is not None:
-        scores.add_(mask)
-    return torch.matmul(scores.softmax(-1), v)
+def _matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                      scale: float | None) -> torch.Tensor:
+    """softmax(q k^T * scale + mask) v, SMALL_SCORES scores at a time (whole batch rows), so the scores stay
+    in cache."""
+    B, H, T, _ = q.shape
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    rows = max(1, SMALL_SCORES // (H * T * k.shape[2]))
+    out = q.new_empty(B, H, T, v.shape[-1]) if rows < B else None
+    for start in range(0, B, rows):
+        end = start + rows
+        scores = torch.matmul(q[start:end], k[start:end].transpose(-1, -2))
+        scores.mul_(scale)
+        if mask is not None:
+            scores.add_(mask if mask.shape[0] == 1 else mask[start:end])
+        if out is None:
+            return torch.matmul(scores.softmax(-1), v)
+        torch.matmul(scores.softmax(-1), v[start:end], out=out[start:end])
+    return out
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
@@ -101,8 +113,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     gqa = k.shape[1] != q.shape[1]
     if k.shape[0] == q.shape[0]:
         if not gqa and not is_causal and q.dtype == torch.float32 and q.is_cpu \
-                and q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] <= SMALL_SCORES:
-            return _small_attention(q, k, v, mask, scale)
+                and q.shape[1] * q.shape[2] * k.shape[2] <= SMALL_SCORES:
+            return _matmul_attention(q, k, v, mask, scale)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, is_causal=is_causal,
                                               enable_gqa=gqa)
     if is_causal:
