@@ -450,3 +450,53 @@ def test_matmul_attention_equals_sdpa(monkeypatch):
             expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=scale)
             torch.testing.assert_close(layers.attention(q, k, v, m, scale), expected, rtol=0, atol=1e-6)
     assert len(calls) == 8
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN")
+def test_fused_linears_equal_each_linear_and_follow_the_weights():
+    """q/k/v as one oneDNN product: each output equals its own linear (a missing bias counts as zeros), and the
+    concatenated packed weight is made again when one weight changes; small products are left to the caller."""
+    from inferline.models import kernels
+
+    torch.manual_seed(0)
+    linears = (kernels.FastLinear(256, 256), kernels.FastLinear(256, 128, bias=False), kernels.FastLinear(256, 128))
+    x = torch.randn(2, 24, 256)
+
+    def check():
+        with torch.inference_mode():
+            outs = kernels.fused_linears(x, linears)
+            assert outs is not None and len(outs) == 3
+            for out, linear in zip(outs, linears):
+                expected = torch.nn.functional.linear(x, linear.weight, linear.bias)
+                torch.testing.assert_close(out, expected, rtol=0, atol=1e-4)
+
+    check()
+    with torch.no_grad():
+        linears[1].weight.mul_(-2)
+    check()
+    linears[2].bias = nn.Parameter(torch.randn(128))
+    check()
+    with torch.inference_mode():
+        assert kernels.fused_linears(torch.randn(1, 256), linears) is None  # one row: single_row_linear's case
+        assert kernels.fused_linears(torch.randn(2, 3, 256), linears) is None  # a small product: F.linear's
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN")
+@pytest.mark.parametrize("gelu", ["none", "tanh"])
+def test_fast_linear_gelu_epilogue_equals_f_gelu(gelu, monkeypatch):
+    from inferline.models import kernels
+
+    torch.manual_seed(0)
+    layer = kernels.FastLinear(256, 512)
+    x = torch.randn(16, 256)  # oneDNN's path
+    expected = torch.nn.functional.gelu(torch.nn.functional.linear(x, layer.weight, layer.bias), approximate=gelu)
+    with torch.inference_mode():
+        kernels.onednn_linear()
+        assert kernels._gelu_epilogue[0]
+        torch.testing.assert_close(layer(x, gelu), expected, rtol=0, atol=1e-4)
+        monkeypatch.setattr(kernels, "_gelu_epilogue", [False])  # as if the epilogue failed its probe
+        torch.testing.assert_close(layer(x, gelu), expected, rtol=0, atol=1e-4)
+        torch.testing.assert_close(layer(x[:2, :8].repeat(1, 32), gelu),  # a small product on F.linear
+                                   torch.nn.functional.gelu(torch.nn.functional.linear(
+                                       x[:2, :8].repeat(1, 32), layer.weight, layer.bias), approximate=gelu),
+                                   rtol=0, atol=1e-5)

@@ -42,6 +42,7 @@ _row_trials: dict[tuple[int, int, int], list] = {}
 
 
 _pack: Callable | None = None  # oneDNN's weight reorder into its blocked layout, when it passed the check too
+_gelu_epilogue = [False]  # whether the op's GELU epilogue passed the check too
 
 
 def _find_op() -> Callable | None:
@@ -75,6 +76,21 @@ def _probe(op: Callable) -> bool:
     return True
 
 
+def _probe_gelu(op: Callable) -> bool:
+    """Whether `op` with its GELU epilogue (erf and tanh) computes F.gelu(F.linear) on a small float32 probe."""
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 24, generator=generator)
+    weight, bias = torch.randn(40, 24, generator=generator) * 0.2, torch.randn(40, generator=generator)
+    with torch.inference_mode():
+        for algorithm in ("none", "tanh"):
+            got = op(x, weight, bias, "gelu", [], algorithm)
+            want = F.gelu(F.linear(x, weight, bias), approximate=algorithm)
+            if not isinstance(got, torch.Tensor) or got.shape != want.shape \
+                    or not torch.allclose(got, want, rtol=0, atol=1e-5):
+                return False
+    return True
+
+
 def _checked(op: Callable | None, probe: Callable[[Callable], bool], name: str, fallback: str) -> Callable | None:
     """`op` if it exists and `probe(op)` holds, else None (logged): the one self-check every private op passes."""
     try:
@@ -98,6 +114,8 @@ def onednn_linear() -> Callable | None:
                     _pack = _checked(getattr(torch.ops.mkldnn, "_reorder_linear_weight", None),
                                      lambda pack: _probe_pack(op, pack), "mkldnn._reorder_linear_weight",
                                      "oneDNN reads the plain weights")
+                    _gelu_epilogue[0] = _checked(op, _probe_gelu, "mkldnn._linear_pointwise (gelu)",
+                                                 "GELU runs after the product") is not None
                 _op = op
     return _op
 
@@ -113,19 +131,23 @@ class FastLinear(nn.Linear):
     order).
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, gelu: str | None = None) -> torch.Tensor:
+        """gelu: "none" (erf) or "tanh" returns F.gelu(linear(x), approximate=gelu), in oneDNN's epilogue where
+        the product goes to oneDNN (bias + GELU ride on its output instead of another pass over it)."""
         weight = self.weight
         if x.numel() * self.out_features < SMALL_PRODUCT and weight.numel() < SINGLE_ROW_PRODUCT:
-            return F.linear(x, weight, self.bias)  # first: the cheapest test, and a tiny model's case
+            return _then_gelu(F.linear(x, weight, self.bias), gelu)  # first: the cheapest test, a tiny model's
         op = _op if _op is not _UNCHECKED else onednn_linear()
         if op is None or not x.is_cpu or x.dtype != torch.float32 or weight.dtype != torch.float32 \
                 or (weight.requires_grad and torch.is_grad_enabled()):
-            return F.linear(x, weight, self.bias)
+            return _then_gelu(F.linear(x, weight, self.bias), gelu)
         if x.numel() == x.shape[-1] and weight.numel() >= SINGLE_ROW_PRODUCT:  # a decode step's one row
-            return single_row_linear(x, weight, self.bias)
+            return _then_gelu(single_row_linear(x, weight, self.bias), gelu)
         if x.numel() * self.out_features < SMALL_PRODUCT:
-            return F.linear(x, weight, self.bias)
-        return op(x, self._packed(weight), self.bias, "none", [], "")
+            return _then_gelu(F.linear(x, weight, self.bias), gelu)
+        if gelu is not None and _gelu_epilogue[0]:
+            return op(x, self._packed(weight), self.bias, "gelu", [], gelu)
+        return _then_gelu(op(x, self._packed(weight), self.bias, "none", [], ""), gelu)
 
     def _packed(self, weight: torch.Tensor) -> torch.Tensor:
         """The weight in oneDNN's blocked layout (made at the first call, again if the weight changed; a copy
@@ -138,6 +160,42 @@ class FastLinear(nn.Linear):
             packed = (*key, _pack(weight.detach()))
             self.__dict__["_packed_weight"] = packed  # two threads may both pack once: the same result
         return packed[3]
+
+
+def _then_gelu(x: torch.Tensor, gelu: str | None) -> torch.Tensor:
+    return x if gelu is None else F.gelu(x, approximate=gelu)
+
+
+def fused_linears(x: torch.Tensor, linears: tuple[FastLinear, ...]) -> tuple[torch.Tensor, ...] | None:
+    """Each FastLinear of `linears` applied to the same x (q, k and v), as one oneDNN product over their
+    concatenated weights, packed once beside the parameters (again when one changed) and kept on the first;
+    the outputs are views into it. None where the products would not go to oneDNN (then the caller runs each):
+    a small product, one row, autograd, not float32 on the CPU, or no checked op.
+    Measured, 2 threads, K 384 (N 3 x 384), 75 rows: 166 vs 191 us; 20 rows: 60 vs 81 us."""
+    if not all(isinstance(linear, FastLinear) for linear in linears):  # one was swapped for another module
+        return None
+    params = [linear._parameters for linear in linears]
+    weights = [p["weight"] for p in params]
+    out = sum(w.shape[0] for w in weights)
+    if x.numel() * out < SMALL_PRODUCT or x.numel() == x.shape[-1] or not x.is_cpu or x.dtype != torch.float32:
+        return None
+    op = _op if _op is not _UNCHECKED else onednn_linear()
+    if op is None or _pack is None or any(w.dtype != torch.float32 for w in weights) \
+            or (torch.is_grad_enabled() and any(w.requires_grad for w in weights)):
+        return None
+    biases = [p["bias"] for p in params]
+    tensors = weights + [b for b in biases if b is not None]
+    now = [(t._version, t.data_ptr()) for t in tensors]
+    cache = linears[0].__dict__.get("_fused_linears")
+    if cache is None or cache[1] != now or len(cache[0]) != len(tensors) \
+            or any(a is not b for a, b in zip(cache[0], tensors)):
+        with torch.no_grad():
+            bias = None if all(b is None for b in biases) else torch.cat(
+                [b if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
+            packed = _pack(torch.cat(weights))
+        cache = (tensors, now, packed, bias, [w.shape[0] for w in weights])
+        linears[0].__dict__["_fused_linears"] = cache  # two threads may both build it once: the same result
+    return op(x, cache[2], cache[3], "none", [], "").split(cache[4], dim=-1)
 
 
 def single_row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

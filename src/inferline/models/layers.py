@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cache import KVCache
-from .kernels import SMALL_LAYER, FastLinear, post_norm_layer
+from .kernels import SMALL_LAYER, FastLinear, fused_linears, post_norm_layer
 from .rotary import apply_rotary
 
 
@@ -84,20 +84,21 @@ SMALL_SCORES = 1 << 19
 def _matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                       scale: float | None) -> torch.Tensor:
     """softmax(q k^T * scale + mask) v, SMALL_SCORES scores at a time (whole batch rows), so the scores stay
-    in cache."""
-    B, H, T, _ = q.shape
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    rows = max(1, SMALL_SCORES // (H * T * k.shape[2]))
-    out = q.new_empty(B, H, T, v.shape[-1]) if rows < B else None
+    in cache. The scale rides on the first product (baddbmm's alpha), whose output is a fresh contiguous
+    tensor: scaling a matmul's strided output in place was 3x slower at 150 tokens."""
+    B, H, T, D = q.shape
+    S, Dv = k.shape[2], v.shape[-1]
+    scale = D ** -0.5 if scale is None else scale
+    rows = max(1, SMALL_SCORES // (H * T * S))
+    out = q.new_empty(B, H, T, Dv)
     for start in range(0, B, rows):
-        end = start + rows
-        scores = torch.matmul(q[start:end], k[start:end].transpose(-1, -2))
-        scores.mul_(scale)
+        end = min(start + rows, B)
+        n = (end - start) * H
+        q3, k3 = q[start:end].reshape(n, T, D), k[start:end].reshape(n, S, D)
+        scores = torch.baddbmm(q3.new_empty(n, T, S), q3, k3.transpose(1, 2), beta=0, alpha=scale)
         if mask is not None:
-            scores.add_(mask if mask.shape[0] == 1 else mask[start:end])
-        if out is None:
-            return torch.matmul(scores.softmax(-1), v)
-        torch.matmul(scores.softmax(-1), v[start:end], out=out[start:end])
+            scores.view(end - start, H, T, S).add_(mask if mask.shape[0] == 1 else mask[start:end])
+        torch.bmm(scores.softmax(-1), v[start:end].reshape(n, S, Dv), out=out[start:end].view(n, T, Dv))
     return out
 
 
@@ -113,7 +114,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     gqa = k.shape[1] != q.shape[1]
     if k.shape[0] == q.shape[0]:
         if not gqa and not is_causal and q.dtype == torch.float32 and q.is_cpu \
-                and q.shape[1] * q.shape[2] * k.shape[2] <= SMALL_SCORES:
+                and q.shape[1] * q.shape[2] * k.shape[2] <= SMALL_SCORES \
+                and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)):
             return _matmul_attention(q, k, v, mask, scale)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, is_causal=is_causal,
                                               enable_gqa=gqa)
@@ -174,6 +176,8 @@ class Attention(nn.Module):
             widths = (hidden_size, source_size, source_size)
             for name, size, b, width in zip(names[:3], self.split_sizes, biases, widths):
                 self.add_module(name, linear(width, size, bias=b))
+        # separate q/k/v FastLinears: self-attention runs them as one product (`fused_linears`)
+        self.fusable = not fused and not fused_kv and issubclass(linear, FastLinear)
         self.out_name = names[-1]
         if self.out_name is not None:
             self.add_module(self.out_name, linear(H * D, hidden_size, bias=bias if out_bias is None else out_bias))
@@ -188,8 +192,13 @@ class Attention(nn.Module):
             q, k, v = proj[names[0]](x).split(self.split_sizes, dim=-1)
             q, k, v = split_heads(q, H), split_heads(k, Hkv), split_heads(v, Hkv)  # (B, H, T, D)
         else:
-            q = split_heads(proj[names[0]](x), H)  # (B, H, T, D)
-            if source is None:
+            qkv = fused_linears(x, (proj[names[0]], proj[names[1]], proj[names[2]])) \
+                if source is None and self.fusable else None
+            if qkv is not None:  # one product over the three weights
+                q, k, v = split_heads(qkv[0], H), split_heads(qkv[1], Hkv), split_heads(qkv[2], Hkv)
+            else:
+                q = split_heads(proj[names[0]](x), H)  # (B, H, T, D)
+            if source is None and qkv is None:
                 if self.fused_kv:
                     raise ValueError("Attention with fused_kv is cross-attention: pass `source`.")
                 k, v = split_heads(proj[names[1]](x), Hkv), split_heads(proj[names[2]](x), Hkv)
@@ -238,9 +247,12 @@ class MLP(nn.Module):
         if self.down_name is not None:
             self.add_module(self.down_name, linear(inner_size, hidden_size, bias=bias))
         self.act = activation(act)
+        # GELU on a FastLinear rides on oneDNN's product (its epilogue) where the product goes there
+        self.gelu = {F.gelu: "none", _gelu_tanh: "tanh"}.get(self.act) if issubclass(linear, FastLinear) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self._modules[self.up_name](x))
+        up = self._modules[self.up_name]
+        h = up(x, self.gelu) if self.gelu is not None else self.act(up(x))
         if self.down_name is None:
             return h
         down = self._modules[self.down_name]
