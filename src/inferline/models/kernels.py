@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -120,6 +120,20 @@ def onednn_linear() -> Callable | None:
     return _op
 
 
+def derived(owner: nn.Module, name: str, tensors: Sequence[torch.Tensor], make: Callable[[], Any]) -> Any:
+    """`make()`, a value computed from `tensors` (a packed or concatenated copy of weights), kept in `owner`'s
+    __dict__ under `name` (outside its state dict) and made again when one of them was replaced, changed in
+    place or given new .data. Two threads may both make it once: the same result."""
+    now = [(t._version, t.data_ptr()) for t in tensors]
+    cached = owner.__dict__.get(name)
+    if cached is None or cached[1] != now or len(cached[0]) != len(tensors) \
+            or any(a is not b for a, b in zip(cached[0], tensors)):
+        with torch.no_grad():
+            cached = (tuple(tensors), now, make())
+        owner.__dict__[name] = cached
+    return cached[2]
+
+
 class FastLinear(nn.Linear):
     """nn.Linear's parameters and maths, computed on the CPU by oneDNN's matmul when `onednn_linear()`
     passed its check (float32, no autograd); everything else takes nn.Linear's own path.
@@ -154,12 +168,7 @@ class FastLinear(nn.Linear):
         beside the parameter): 1.1-1.5x the throughput of the plain layout at 16-140 rows, K/N 384/1536."""
         if _pack is None:
             return weight
-        key = (weight, weight._version, weight.data_ptr())  # replaced, changed in place, or given new .data
-        packed = self.__dict__.get("_packed_weight")
-        if packed is None or packed[0] is not key[0] or packed[1:3] != key[1:]:
-            packed = (*key, _pack(weight.detach()))
-            self.__dict__["_packed_weight"] = packed  # two threads may both pack once: the same result
-        return packed[3]
+        return derived(self, "_packed_weight", (weight,), lambda: _pack(weight.detach()))
 
 
 def _then_gelu(x: torch.Tensor, gelu: str | None) -> torch.Tensor:
@@ -184,18 +193,14 @@ def fused_linears(x: torch.Tensor, linears: tuple[FastLinear, ...]) -> tuple[tor
             or (torch.is_grad_enabled() and any(w.requires_grad for w in weights)):
         return None
     biases = [p["bias"] for p in params]
-    tensors = weights + [b for b in biases if b is not None]
-    now = [(t._version, t.data_ptr()) for t in tensors]
-    cache = linears[0].__dict__.get("_fused_linears")
-    if cache is None or cache[1] != now or len(cache[0]) != len(tensors) \
-            or any(a is not b for a, b in zip(cache[0], tensors)):
-        with torch.no_grad():
-            bias = None if all(b is None for b in biases) else torch.cat(
-                [b if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
-            packed = _pack(torch.cat(weights))
-        cache = (tensors, now, packed, bias, [w.shape[0] for w in weights])
-        linears[0].__dict__["_fused_linears"] = cache  # two threads may both build it once: the same result
-    return op(x, cache[2], cache[3], "none", [], "").split(cache[4], dim=-1)
+
+    def make():
+        bias = None if all(b is None for b in biases) else torch.cat(
+            [b if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
+        return _pack(torch.cat(weights)), bias, [w.shape[0] for w in weights]
+
+    packed, bias, sizes = derived(linears[0], "_fused_linears", weights + [b for b in biases if b is not None], make)
+    return op(x, packed, bias, "none", [], "").split(sizes, dim=-1)
 
 
 def single_row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cache import KVCache
-from .kernels import SMALL_LAYER, FastLinear, fused_linears, post_norm_layer
+from .kernels import SMALL_LAYER, FastLinear, derived, fused_linears, post_norm_layer
 from .rotary import apply_rotary
 
 
@@ -356,29 +356,23 @@ class PostNormEncoderLayer(nn.Module):
 
     def _whole(self, x: torch.Tensor) -> torch.Tensor | None:
         """This block in one aten call (`post_norm_layer`) for a small unpadded float32 CPU input without
-        autograd, else None. q/k/v go in as one projection, concatenated at the first call (again when one of
-        them was replaced, changed in place or given new .data) and kept beside the parameters, so the state
-        dict is unchanged. The lookups are plain dict reads: this runs on every small request."""
+        autograd, else None. q/k/v go in as one projection, concatenated beside the parameters (`derived`),
+        so the state dict is unchanged. The lookups are plain dict reads: this runs on every small request."""
         if not x.is_cpu or x.dtype != torch.float32:
             return None
-        state = self.__dict__.get("_whole_state")
-        if state is None:
+        modules = self.__dict__.get("_whole_modules")
+        if modules is None:
             proj = self.attention.self._modules
-            modules = (proj["query"], proj["key"], proj["value"], self.attention.output.dense,
-                       self.attention.output.LayerNorm, self.intermediate.dense, self.output.dense,
-                       self.output.LayerNorm)
-            state = self.__dict__["_whole_state"] = [tuple(m._parameters for m in modules), modules, None, None]
-        params, modules, key, qkv = state
-        q, k, v = params[0], params[1], params[2]
+            modules = self.__dict__["_whole_modules"] = (
+                proj["query"]._parameters, proj["key"]._parameters, proj["value"]._parameters,
+                self.attention.output.dense, self.attention.output.LayerNorm, self.intermediate.dense,
+                self.output.dense, self.output.LayerNorm)
+        q, k, v = modules[:3]
         sources = (q["weight"], k["weight"], v["weight"], q["bias"], k["bias"], v["bias"])
         if sources[0].dtype != torch.float32 or modules[4].eps != modules[7].eps \
                 or (torch.is_grad_enabled() and sources[0].requires_grad):
             return None
-        now = [(t._version, t.data_ptr()) for t in sources]
-        if key is None or now != key[1] or any(a is not b for a, b in zip(sources, key[0])):
-            with torch.no_grad():
-                qkv = state[3] = (torch.cat(sources[:3]), torch.cat(sources[3:]))
-            state[2] = (sources, now)
+        qkv = derived(self, "_qkv", sources, lambda: (torch.cat(sources[:3]), torch.cat(sources[3:])))
         return post_norm_layer(x, self.attention.self.num_heads, qkv, *modules[3:],
                                self.intermediate.act is F.gelu)
 
