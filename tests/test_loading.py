@@ -357,7 +357,7 @@ def test_whole_block_op_equals_transformers(arch, whole, checkpoint, monkeypatch
     does); the logits equal transformers' and the module-by-module path's."""
     import transformers
 
-    from inferline.models import kernels, layers
+    from inferline.models import kernels, post_norm
     from inferline.models.registry import load_model
 
     head = "token-classification"
@@ -373,9 +373,9 @@ def test_whole_block_op_equals_transformers(arch, whole, checkpoint, monkeypatch
     with torch.inference_mode():
         got = ours(ids, mask)
         expected = theirs(input_ids=ids, attention_mask=mask).logits
-        monkeypatch.setattr(layers, "SMALL_LAYER", 0)  # every block module by module
+        monkeypatch.setattr(post_norm, "SMALL_LAYER", 0)  # every block module by module
         modules = ours(ids, mask)
-    blocks = sum(isinstance(m, layers.PostNormEncoderLayer) for m in ours.modules())
+    blocks = sum(isinstance(m, post_norm.PostNormEncoderLayer) for m in ours.modules())
     assert blocks and len(calls) == (blocks if whole else 0)
     assert_same(got, expected)
     assert_same(got, modules, atol=1e-5)
@@ -383,7 +383,7 @@ def test_whole_block_op_equals_transformers(arch, whole, checkpoint, monkeypatch
 
 def test_whole_block_op_rejected_when_it_fails_its_probe(monkeypatch):
     from inferline.models import kernels
-    from inferline.models.layers import PostNormEncoderLayer
+    from inferline.models.post_norm import PostNormEncoderLayer
 
     def wrong(x, *args):
         return x
@@ -406,17 +406,17 @@ def test_whole_block_op_rejected_when_it_fails_its_probe(monkeypatch):
 def test_whole_block_follows_the_weights(monkeypatch):
     """The concatenated q/k/v projection is made again when q, k or v is changed in place, given new .data or
     replaced; the state dict never sees it."""
-    from inferline.models import layers
+    from inferline.models import post_norm
 
     torch.manual_seed(0)
-    layer = layers.PostNormEncoderLayer(32, 4, 48, "relu", 1e-12).eval()
+    layer = post_norm.PostNormEncoderLayer(32, 4, 48, "relu", 1e-12).eval()
     keys = set(layer.state_dict())
     x = torch.randn(2, 5, 32)
 
     def check():
         with torch.inference_mode():
             fused = layer._whole(x)
-            monkeypatch.setattr(layers, "SMALL_LAYER", 0)
+            monkeypatch.setattr(post_norm, "SMALL_LAYER", 0)
             expected = layer(x, None)
             monkeypatch.undo()
         assert fused is not None

@@ -15,7 +15,8 @@ from torch import nn
 from .config import ModelConfig
 from .heads import HEADS, encoder_head
 from .kernels import FastLinear
-from .layers import PostNormEncoder, padding_mask
+from .layers import padding_mask
+from .post_norm import PostNormEncoder
 from .registry import Family, UnsupportedModelError
 from .weights import WeightMap
 

@@ -19,7 +19,8 @@ from torch import nn
 from .bert import BertEmbeddings
 from .config import ModelConfig
 from .heads import MaskedLMHead
-from .layers import KVCache, PostNormEncoder, decode_stack, new_cache
+from .layers import KVCache, decode_stack, new_cache
+from .post_norm import PostNormEncoder
 from .registry import Family
 from .vision import CLIP_BLOCK_RENAMES, VISION_INPUTS, PreNormEncoder, TokenEmbeddings
 from .vit import ViTConfig

@@ -20,7 +20,8 @@ from torch import nn
 from .config import ModelConfig
 from .heads import HEADS, encoder_head
 from .kernels import FastLinear
-from .layers import PostNormEncoderLayer, activation, attention, merge_heads, padding_mask, split_heads
+from .layers import activation, attention, merge_heads, padding_mask, split_heads
+from .post_norm import PostNormEncoderLayer
 from .registry import Family
 from .weights import WeightMap
 

@@ -17,7 +17,8 @@ from torch import nn
 from .bert import BertEmbeddings
 from .config import ModelConfig
 from .heads import HEADS, encoder_head
-from .layers import PostNormEncoder, padding_mask
+from .layers import padding_mask
+from .post_norm import PostNormEncoder
 from .registry import Family
 from .weights import WeightMap
 

@@ -51,6 +51,11 @@ def _find_op() -> Callable | None:
     return getattr(torch.ops.mkldnn, "_linear_pointwise", None)
 
 
+def _matches(got, want: torch.Tensor, atol: float = 1e-5) -> bool:
+    """Whether a private op's probe output `got` is a tensor of `want`'s shape within `atol` of it."""
+    return isinstance(got, torch.Tensor) and got.shape == want.shape and torch.allclose(got, want, rtol=0, atol=atol)
+
+
 def _probe_pack(op: Callable, pack: Callable) -> bool:
     """Whether `op` on a weight reordered by `pack` computes F.linear on a small float32 probe."""
     generator = torch.Generator().manual_seed(1)
@@ -58,8 +63,7 @@ def _probe_pack(op: Callable, pack: Callable) -> bool:
     weight, bias = torch.randn(40, 24, generator=generator), torch.randn(40, generator=generator)
     with torch.inference_mode():
         got = op(x, pack(weight), bias, "none", [], "")
-    return isinstance(got, torch.Tensor) and got.shape == (3, 40) \
-        and torch.allclose(got, F.linear(x, weight, bias), rtol=0, atol=1e-5)
+    return _matches(got, F.linear(x, weight, bias))
 
 
 def _probe(op: Callable) -> bool:
@@ -70,8 +74,7 @@ def _probe(op: Callable) -> bool:
     with torch.inference_mode():
         for b in (bias, None):
             got = op(x, weight, b, "none", [], "")
-            if not isinstance(got, torch.Tensor) or got.shape != (2, 5, 40) \
-                    or not torch.allclose(got, F.linear(x, weight, b), rtol=0, atol=1e-5):
+            if not _matches(got, F.linear(x, weight, b)):
                 return False
     return True
 
@@ -85,8 +88,7 @@ def _probe_gelu(op: Callable) -> bool:
         for algorithm in ("none", "tanh"):
             got = op(x, weight, bias, "gelu", [], algorithm)
             want = F.gelu(F.linear(x, weight, bias), approximate=algorithm)
-            if not isinstance(got, torch.Tensor) or got.shape != want.shape \
-                    or not torch.allclose(got, want, rtol=0, atol=1e-5):
+            if not _matches(got, want):
                 return False
     return True
 
@@ -262,8 +264,7 @@ def _probe_conv(op: Callable) -> bool:
             got = (op(x_in, weight, bias, *args, "none", [], ""), op(x_in, weight, bias, *args, "relu", [], ""),
                    op.binary(x_in, residual, weight, bias, *args, "add", None, "relu", [], ""))
             for out, want in zip(got, (expected, expected.relu(), (expected + residual).relu())):
-                if not isinstance(out, torch.Tensor) or out.shape != want.shape \
-                        or not torch.allclose(out, want, rtol=0, atol=1e-4):
+                if not _matches(out, want, atol=1e-4):
                     return False
     return True
 
@@ -355,8 +356,7 @@ def _probe_layer(op: Callable) -> bool:
         for gelu in (True, False):
             got = op(x, C, H, *weights, gelu, False, 1e-12, *norms, *ffn)  # False: post-norm
             want = _reference_layer(x, H, *weights, gelu, 1e-12, *norms, *ffn)
-            if not isinstance(got, torch.Tensor) or got.shape != want.shape \
-                    or not torch.allclose(got, want, rtol=0, atol=1e-5):
+            if not _matches(got, want):
                 return False
     return True
 

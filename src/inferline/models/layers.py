@@ -1,6 +1,6 @@
 """Shared building blocks, each once: activations, the attention module over torch SDPA, the plain and gated
-MLPs, the post-norm encoder block, norms, the KV cache's constructor (the cache itself: cache.py), the
-decoder-only prologue and the encoder-decoder decode step.
+MLPs, norms, the KV cache's constructor (the cache itself: cache.py), the decoder-only prologue and the
+encoder-decoder decode step. The post-norm (BERT) encoder block built from them: post_norm.py.
 
 Families differ by constructor arguments, sub-module names included (`names=("query", "key", "value", None)`
 for BERT, `("c_attn", "c_proj")` fused for GPT-2), so module trees mirror their checkpoints and most
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cache import KVCache
-from .kernels import SMALL_LAYER, FastLinear, derived, fused_linears, post_norm_layer
+from .kernels import FastLinear, fused_linears
 from .rotary import apply_rotary
 
 
@@ -286,113 +286,6 @@ class GatedMLP(nn.Module):
             gate, up = proj[names[0]](x), proj[names[1]](x)
         down = proj[names[-1]]
         return down((self.act(gate) * up).to(down.weight.dtype))  # T5 keeps its down projection float32 under float16
-
-
-class DenseResidualNorm(nn.Module):
-    """dense → add residual → LayerNorm: the post-norm output of BERT's attention and feed-forward."""
-
-    def __init__(self, in_size: int, hidden_size: int, eps: float, linear: type[nn.Linear] = FastLinear):
-        super().__init__()
-        self.dense = linear(in_size, hidden_size)
-        self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dense(x) + residual)
-
-
-class PostNormAttention(nn.Module):
-    """self-attention → dense → add residual → LayerNorm; `self_attention` replaces BERT's (DeBERTa's
-    disentangled one), and any extra forward arguments are passed on to it."""
-
-    def __init__(self, hidden_size: int, num_heads: int, eps: float, self_attention: nn.Module | None = None,
-                 linear: type[nn.Linear] = FastLinear):
-        super().__init__()
-        self.self = self_attention if self_attention is not None else \
-            Attention(hidden_size, num_heads, names=("query", "key", "value", None), linear=linear)
-        self.output = DenseResidualNorm(hidden_size, hidden_size, eps, linear)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *extra) -> torch.Tensor:
-        return self.output(self.self(x, mask, *extra), x)
-
-
-class PostNormEncoderLayer(nn.Module):
-    """The BERT block: attention and feed-forward, each followed by residual + LayerNorm.
-
-    `linear` is the class of every projection in the block: FastLinear (oneDNN where its self-check passed),
-    nn.Linear to force MKL's sgemm.
-    `cross_size` makes it a decoder layer (BLIP's text decoder): causal self-attention over the KV cache, then
-    `crossattention` over an encoder output of that width, each with its residual + LayerNorm.
-    """
-
-    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, act: str, eps: float,
-                 self_attention: nn.Module | None = None, linear: type[nn.Linear] = FastLinear,
-                 cross_size: int | None = None, layer_idx: int = 0):
-        super().__init__()
-        names = ("query", "key", "value", None)
-        if cross_size is not None and self_attention is None:
-            self_attention = Attention(hidden_size, num_heads, names=names, causal=True, layer_idx=layer_idx,
-                                       linear=linear)
-        self.attention = PostNormAttention(hidden_size, num_heads, eps, self_attention, linear)
-        self.crossattention = None if cross_size is None else PostNormAttention(
-            hidden_size, num_heads, eps, Attention(hidden_size, num_heads, names=names, source_size=cross_size,
-                                                   layer_idx=layer_idx, linear=linear), linear)
-        self.intermediate = MLP(hidden_size, intermediate_size, act, names=("dense", None), linear=linear)
-        self.output = DenseResidualNorm(intermediate_size, hidden_size, eps, linear)
-        # the plain BERT block (its own attention, GELU or ReLU, no cross-attention) may run as one aten call
-        self._one_call = self_attention is None and cross_size is None and self.intermediate.act in (F.gelu, F.relu)
-        self._dense = 4 * hidden_size * hidden_size + 2 * hidden_size * intermediate_size
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *extra, cross: tuple | None = None) -> torch.Tensor:
-        """cross (decoder layers): (encoder output (B, S, C_src), its additive mask or None, the KVCache or None)."""
-        if self._one_call and mask is None and not extra and x.numel() // x.shape[-1] * self._dense < SMALL_LAYER:
-            out = self._whole(x)
-            if out is not None:
-                return out
-        x = self.attention(x, mask, *extra)
-        if cross is not None:
-            source, source_mask, cache = cross
-            x = self.crossattention(x, source_mask, cache, source)
-        return self.output(self.intermediate(x), x)
-
-    def _whole(self, x: torch.Tensor) -> torch.Tensor | None:
-        """This block in one aten call (`post_norm_layer`) for a small unpadded float32 CPU input without
-        autograd, else None. q/k/v go in as one projection, concatenated beside the parameters (`derived`),
-        so the state dict is unchanged. The lookups are plain dict reads: this runs on every small request."""
-        if not x.is_cpu or x.dtype != torch.float32:
-            return None
-        modules = self.__dict__.get("_whole_modules")
-        if modules is None:
-            proj = self.attention.self._modules
-            modules = self.__dict__["_whole_modules"] = (
-                proj["query"]._parameters, proj["key"]._parameters, proj["value"]._parameters,
-                self.attention.output.dense, self.attention.output.LayerNorm, self.intermediate.dense,
-                self.output.dense, self.output.LayerNorm)
-        q, k, v = modules[:3]
-        sources = (q["weight"], k["weight"], v["weight"], q["bias"], k["bias"], v["bias"])
-        if sources[0].dtype != torch.float32 or modules[4].eps != modules[7].eps \
-                or (torch.is_grad_enabled() and sources[0].requires_grad):
-            return None
-        qkv = derived(self, "_qkv", sources, lambda: (torch.cat(sources[:3]), torch.cat(sources[3:])))
-        return post_norm_layer(x, self.attention.self.num_heads, qkv, *modules[3:],
-                               self.intermediate.act is F.gelu)
-
-
-class PostNormEncoder(nn.Module):
-    """`layer.0..n-1` BERT blocks; with `cross_size`, a decoder stack called as `decode_stack` calls it."""
-
-    def __init__(self, num_layers: int, hidden_size: int, num_heads: int, intermediate_size: int, act: str,
-                 eps: float, linear: type[nn.Linear] = FastLinear, cross_size: int | None = None):
-        super().__init__()
-        self.layer = nn.ModuleList(PostNormEncoderLayer(hidden_size, num_heads, intermediate_size, act, eps,
-                                                        linear=linear, cross_size=cross_size, layer_idx=i)
-                                   for i in range(num_layers))
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, encoder_hidden: torch.Tensor | None = None,
-                encoder_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
-        for layer in self.layer:
-            x = layer(x, mask) if encoder_hidden is None else \
-                layer(x, mask, cache, cross=(encoder_hidden, encoder_mask, cache))
-        return x
 
 
 # ----- decoder blocks: norms, the KV cache, causal masks (rotary positions: rotary.py) -----

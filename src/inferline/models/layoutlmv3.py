@@ -20,8 +20,9 @@ from torch import nn
 
 from .bert import BertConfig, BertEmbeddings
 from .heads import ClassificationHead, QuestionAnsweringModel
-from .layers import PostNormEncoder, padding_mask
+from .layers import padding_mask
 from .layoutlm import DOCUMENT_QA
+from .post_norm import PostNormEncoder
 from .registry import Family, UnsupportedModelError
 from .t5 import relative_buckets
 from .vision import TokenEmbeddings
