@@ -53,6 +53,32 @@ def test_inputs_without_pieces_keep_their_place(pieces, batch_size):
     assert pieces(texts, batch_size=batch_size) == expected
     assert list(pieces(iter(texts), batch_size=batch_size)) == expected
     assert pieces(EMPTY, batch_size=batch_size) == {"words": [], "tokens": []}
+    many = " ".join("abcdefghijklmnopq")  # more pieces than one window: a lone input takes the windowed path too
+    assert pieces(many, batch_size=batch_size) == {"words": many.split(), "tokens": [3] * len(many.split())}
+
+
+def test_a_lone_item_batch_is_the_stacked_batch():
+    """A single request's batch is views with a batch axis (no copy): equal to torch.stack's, key by key."""
+    import torch
+
+    from inferline.pipelines.collate import collate
+
+    item = {"input_ids": torch.tensor([101, 7, 102]), "pixel_values": torch.randn(3, 4, 4), "flag": torch.tensor(1)}
+    batch, lengths = collate([item], {"input_ids": 0})
+    assert lengths == [3] and batch.keys() == item.keys()
+    for key, value in item.items():
+        assert batch[key].shape == torch.stack([value]).shape and batch[key].dtype == value.dtype
+        assert torch.equal(batch[key], torch.stack([value])) and batch[key].is_contiguous()
+
+
+@pytest.mark.parametrize("values", [[], [0], [101, 2023, 102], [2 ** 40, -3, 0]])
+def test_token_id_tensors_equal_torch_tensor(values):
+    import torch
+
+    from inferline.pipelines.text import int64_tensor
+
+    got, expected = int64_tensor(values), torch.tensor(values, dtype=torch.long)
+    assert got.dtype == torch.long and got.shape == expected.shape and torch.equal(got, expected)
 
 
 # ----- positional arguments -----

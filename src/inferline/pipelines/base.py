@@ -94,7 +94,7 @@ class Pipeline:
             return list(self._run(inputs, size, params))
         if isinstance(inputs, Iterator) or _is_dataset(inputs):
             return self._run(inputs if isinstance(inputs, Iterator) else _iter_dataset(inputs), size, params)
-        return next(self._run([inputs], size, params))  # size matters for a ChunkPipeline's pieces
+        return self._run_one(inputs, size, params)
 
     def predict(self, X):
         """scikit-learn style alias of `__call__`."""
@@ -161,6 +161,20 @@ class Pipeline:
         while next_index <= started[0]:  # the stream has ended
             yield self._finish(pending.pop(next_index, []), post)
             next_index += 1
+
+    def _run_one(self, item, batch_size: int, params):
+        """One input's result: what `_run([item])` yields, without its streaming machinery, which a single
+        request would otherwise pay for on every call. batch_size still groups a ChunkPipeline's pieces."""
+        pre, fwd, post = params
+        [result] = self.preprocess_batch([item], **pre)
+        pieces = self._pieces(result)
+        if isinstance(pieces, tuple) and len(pieces) == 1:
+            return self._finish(self._forward_window(list(pieces), batch_size, fwd), post)
+        stream, outputs = iter(pieces), []
+        window = batch_size * _SORT_WINDOW if batch_size > 1 else 1
+        while chunk := list(itertools.islice(stream, window)):
+            outputs += self._forward_window(chunk, batch_size, fwd)
+        return self._finish(outputs, post)
 
     def _forward_window(self, pieces: list[dict], batch_size: int, fwd: dict) -> list[dict]:
         names = self._model_input_names()

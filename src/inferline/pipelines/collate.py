@@ -14,6 +14,8 @@ def collate(items: list[Mapping[str, torch.Tensor]], pad_values: Mapping[str, An
             ) -> tuple[dict[str, torch.Tensor], list[int]]:
     """Stack per-item tensors into a batch. 1-D sequences are padded along their length to the
     batch's longest; equal-shaped tensors are stacked. Returns (batch, each item's sequence length)."""
+    if len(items) == 1:  # one request: views with a batch axis, nothing to pad
+        return {key: t.unsqueeze(0) for key, t in items[0].items()}, [_length(items[0])]
     keys = items[0].keys()
     lengths = [_length(item) for item in items]
     batch = {}
