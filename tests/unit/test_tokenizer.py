@@ -90,3 +90,20 @@ def test_save_and_reload(tmp_path, checkpoint):
     again = Tokenizer.from_pretrained(tmp_path / "saved")
     assert again.encode(TEXTS[1])[0].ids == ours.encode(TEXTS[1])[0].ids
     assert again.special_tokens == ours.special_tokens
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta"])
+def test_encodings_without_offsets_match_transformers(checkpoint, arch):
+    """offsets=False (text-classification, feature-extraction) skips offset tracking, nothing else: the
+    same ids, masks and type ids as transformers, truncated or not."""
+    source = checkpoint(arch, "base")
+    ours, theirs = Tokenizer.from_pretrained(source), reference(source)
+    firsts, seconds = [a for a, _ in PAIRS] + TEXTS, [b for _, b in PAIRS] + [None] * len(TEXTS)
+    for options in ({}, {"truncation": True, "max_length": 6}):
+        got = [e[0] for e in ours.encode_batch(firsts, seconds, offsets=False, **options)]
+        for encoding, a, b in zip(got, firsts, seconds):
+            expected = theirs(a, b, **options)
+            assert encoding.ids == expected["input_ids"], (a, options)
+            assert encoding.attention_mask == expected["attention_mask"], (a, options)
+            if "token_type_ids" in expected:
+                assert encoding.type_ids == expected["token_type_ids"], (a, options)

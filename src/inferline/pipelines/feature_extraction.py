@@ -82,7 +82,7 @@ class FeatureExtractionPipeline(Pipeline):
             max_length = pooling_max_length
             truncation = True if truncation is None else truncation  # sentence-transformers cuts without a warning
         encodings = encode_many(self, [check_text(item) for item in items], truncation=truncation,
-                                max_length=max_length, add_special_tokens=add_special_tokens)
+                                max_length=max_length, add_special_tokens=add_special_tokens, offsets=False)
         return [encoding_tensors(encoding, self._model_input_names()) for encoding in encodings]
 
     def _forward(self, model_inputs):

@@ -83,7 +83,8 @@ class TextClassificationPipeline(Pipeline):
 
     def preprocess_batch(self, items, truncation=None, max_length=None):
         texts, pairs = zip(*(_text_and_pair(item) for item in items))
-        encodings = encode_many(self, list(texts), list(pairs), truncation=truncation, max_length=max_length)
+        encodings = encode_many(self, list(texts), list(pairs), truncation=truncation, max_length=max_length,
+                                offsets=False)
         return [encoding_tensors(encoding, self._model_input_names()) for encoding in encodings]
 
     def _forward(self, model_inputs):

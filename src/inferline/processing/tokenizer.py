@@ -200,8 +200,10 @@ class Tokenizer:
 
     def encode_batch(self, texts: list, text_pairs: list | None = None, *, add_special_tokens: bool = True,
                      truncation: bool | str = False, max_length: int | None = None, stride: int = 0,
-                     return_overflowing_tokens: bool = False, is_split_into_words: bool = False
-                     ) -> list[list[Encoding]]:
+                     return_overflowing_tokens: bool = False, is_split_into_words: bool = False,
+                     offsets: bool = True) -> list[list[Encoding]]:
+        """offsets=False: the encodings' character offsets are left at zero (the Rust tokenizer skips tracking
+        them, ~15% faster), for callers that read only ids, masks, type and word ids."""
         inputs = list(texts) if text_pairs is None else \
             [text if pair is None else (text, pair) for text, pair in zip(texts, text_pairs)]
         strategy = truncation_strategy(truncation)
@@ -210,8 +212,8 @@ class Tokenizer:
         backend = self.backend if strategy is None or max_length is None else \
             self._truncating_backend(max_length, stride, strategy)
         try:
-            encodings = backend.encode_batch(inputs, is_pretokenized=is_split_into_words,
-                                             add_special_tokens=add_special_tokens)
+            encode = backend.encode_batch if offsets else getattr(backend, "encode_batch_fast", backend.encode_batch)
+            encodings = encode(inputs, is_pretokenized=is_split_into_words, add_special_tokens=add_special_tokens)
         except TypeError:  # the Rust message names no input: say which one and why
             _explain_bad_input(inputs, is_split_into_words)
             raise
