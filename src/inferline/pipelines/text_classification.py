@@ -94,11 +94,11 @@ class TextClassificationPipeline(Pipeline):
         config = self.model.config
         if function_to_apply in (None, "default"):
             function_to_apply = default_function(config)
-        scores = apply_function(model_outputs["logits"][0].float(), function_to_apply)
+        scores = apply_function(model_outputs["logits"][0].float(), function_to_apply).tolist()
         if top_k == 1 and legacy:
-            best = int(scores.argmax())
-            return {"label": config.id2label[best], "score": scores[best].item()}
-        results = [{"label": config.id2label[i], "score": s} for i, s in enumerate(scores.tolist())]
+            best = max(range(len(scores)), key=scores.__getitem__)  # the first of equal scores, as argmax
+            return {"label": config.id2label[best], "score": scores[best]}
+        results = [{"label": config.id2label[i], "score": s} for i, s in enumerate(scores)]
         if not legacy:
             results.sort(key=lambda r: r["score"], reverse=True)
             if top_k is not None:
