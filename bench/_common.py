@@ -78,16 +78,19 @@ def make_pipeline(lib: str, task: str, path: Path, **kwargs):
     return pipeline_function(lib)(task, model=str(path), device="cpu", **kwargs)
 
 
-def best_of(calls: dict[str, Callable[[], object]], repeats: int, warmup: Callable[[str], object] | None = None
-            ) -> dict:
+def best_of(calls: dict[str, Callable[[], object]], repeats: int, warmup: Callable[[str], object] | None = None,
+            settle_s: float = 0.1) -> dict:
     """Time each library's call `repeats` times, alternating which goes first so machine load hits both
-    alike, after one warm-up each (`warmup(lib)`, else the call itself). Keeps every time and the last output."""
+    alike, after one warm-up each (`warmup(lib)`, else the call itself). Keeps every time and the last output.
+    Each timed call starts `settle_s` after the one before: thread pools that spin after their work (ONNX
+    Runtime's by default, OpenMP's for a while) go idle first instead of taking a core from the next library."""
     for lib, call in calls.items():
         warmup(lib) if warmup else call()
     times: dict[str, list[float]] = {lib: [] for lib in calls}
     outputs = {}
     for r in range(repeats):
         for lib in (list(calls) if r % 2 == 0 else list(calls)[::-1]):
+            time.sleep(settle_s)
             start = time.perf_counter()
             outputs[lib] = calls[lib]()
             times[lib].append(time.perf_counter() - start)
