@@ -137,7 +137,7 @@ class Pipeline:
     def _run(self, items: Iterable, batch_size: int, params) -> Iterator:
         """Lazily yield one result per item, in input order (an item with no pieces gets its result too)."""
         pre, fwd, post = params
-        window = batch_size * _SORT_WINDOW if batch_size > 1 else 1
+        window = _window(batch_size)
         started = [-1]  # the last item whose pieces have begun
 
         def pieces() -> Iterator[tuple[int, dict]]:
@@ -171,7 +171,7 @@ class Pipeline:
         if isinstance(pieces, tuple) and len(pieces) == 1:
             return self._finish(self._forward_window(list(pieces), batch_size, fwd), post)
         stream, outputs = iter(pieces), []
-        window = batch_size * _SORT_WINDOW if batch_size > 1 else 1
+        window = _window(batch_size)
         while chunk := list(itertools.islice(stream, window)):
             outputs += self._forward_window(chunk, batch_size, fwd)
         return self._finish(outputs, post)
@@ -270,6 +270,11 @@ class ExtraArgumentsError(TypeError, ValueError):
 def _short_args(args: tuple) -> str:
     text = ", ".join(repr(a) for a in args)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _window(batch_size: int) -> int:
+    """How many pieces the engine takes at a time: _SORT_WINDOW batches (sorted by length within), or one."""
+    return batch_size * _SORT_WINDOW if batch_size > 1 else 1
 
 
 def _check_batch_size(batch_size) -> int:
