@@ -78,12 +78,16 @@ def make_pipeline(lib: str, task: str, path: Path, **kwargs):
     return pipeline_function(lib)(task, model=str(path), device="cpu", **kwargs)
 
 
+# Each timed call starts this long after the one before: thread pools that spin after their work (ONNX Runtime's
+# by default, OpenMP's for a while) go idle first instead of taking a core from the next library.
+SETTLE_S = 0.1
+
+
 def best_of(calls: dict[str, Callable[[], object]], repeats: int, warmup: Callable[[str], object] | None = None,
-            settle_s: float = 0.1) -> dict:
+            settle_s: float = SETTLE_S) -> dict:
     """Time each library's call `repeats` times, alternating which goes first so machine load hits both
     alike, after one warm-up each (`warmup(lib)`, else the call itself). Keeps every time and the last output.
-    Each timed call starts `settle_s` after the one before: thread pools that spin after their work (ONNX
-    Runtime's by default, OpenMP's for a while) go idle first instead of taking a core from the next library."""
+    Each timed call starts `settle_s` after the one before (SETTLE_S)."""
     for lib, call in calls.items():
         warmup(lib) if warmup else call()
     times: dict[str, list[float]] = {lib: [] for lib in calls}

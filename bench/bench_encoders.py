@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import CACHE, LIBS, ROOT, Rows, best_of, finish_machine, fixtures, machine, make_pipeline, \
+from _common import CACHE, LIBS, ROOT, SETTLE_S, Rows, best_of, finish_machine, fixtures, machine, make_pipeline, \
     pipeline_function, save, save_checkpoint, sentences, table
 
 NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
@@ -334,7 +334,7 @@ def outside_model_ms(pipes: dict, text: str, calls: int, repeats: int) -> dict:
         for r in range(repeats):
             for lib in (list(pipes) if r % 2 == 0 else list(pipes)[::-1]):
                 clocks[lib][0] = 0.0
-                time.sleep(0.1)  # as best_of: the other library's pool goes idle first
+                time.sleep(SETTLE_S)
                 start = time.perf_counter()
                 for _ in range(calls):
                     pipes[lib](text)
