@@ -126,23 +126,31 @@ def test_fast_linear_accepts_torch_onednn_linear(monkeypatch):
     assert kernels.onednn_linear() is torch.ops.mkldnn._linear_pointwise
 
 
+@pytest.mark.parametrize("kernel", ["onednn", "native"])
 @pytest.mark.parametrize("arch,head", [("gpt2", "causal-lm"), ("t5", "seq2seq-lm")])
-def test_forced_fallback_gives_the_same_outputs(arch, head, checkpoint, monkeypatch):
+def test_forced_fallback_gives_the_same_outputs(arch, head, kernel, checkpoint, monkeypatch):
     import transformers
 
     from fixtures.checkpoints import AUTO_CLASSES
-    from inferline.models import kernels
+    from inferline.models import kernels, native_gemm
     from inferline.models.registry import load_model
+
+    if kernel == "onednn":
+        monkeypatch.setattr(native_gemm, "_lib", None)
+    elif not native_gemm.available():
+        pytest.skip("no native GEMM on this machine (AVX-512, no gcc, or INFERLINE_NATIVE_GEMM=0)")
 
     path = checkpoint(arch, head)
     ours = load_model(path, head)
     theirs = getattr(transformers, AUTO_CLASSES[head]).from_pretrained(path).eval()
     ids = torch.randint(3, 60, (2, 9), generator=torch.Generator().manual_seed(0))
     args = (ids, torch.ones_like(ids)) + ((ids[:, :5],) if head == "seq2seq-lm" else ())
-    monkeypatch.setattr(kernels, "SMALL_PRODUCT", 0)  # tiny shapes too: every linear on oneDNN
+    monkeypatch.setattr(kernels, "SMALL_PRODUCT", 0)  # tiny shapes too: every linear on oneDNN (or ours)
+    monkeypatch.setattr(kernels, "NATIVE_PRODUCT", 0)
     with torch.inference_mode():
         fast = ours(*args)
         monkeypatch.setattr(kernels, "_op", None)  # as if the private op were missing or failed its probe
+        monkeypatch.setattr(native_gemm, "_lib", None)
         fallback = ours(*args)
         extra = {"decoder_input_ids": args[2]} if head == "seq2seq-lm" else {}
         expected = theirs(input_ids=ids, attention_mask=torch.ones_like(ids), **extra).logits
@@ -151,14 +159,21 @@ def test_forced_fallback_gives_the_same_outputs(arch, head, checkpoint, monkeypa
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN")
+@pytest.mark.parametrize("kernel", ["onednn", "native"])
 @pytest.mark.parametrize("arch", ["bert", "distilbert", "electra", "deberta-v2", "roberta"])
-def test_encoders_on_onednn_equal_transformers(arch, checkpoint, monkeypatch):
-    """Tiny fixtures stay under FastLinear's SMALL_PRODUCT (F.linear); forced onto oneDNN, every encoder
-    linear takes the kernel base-sized models use, and the logits still equal transformers'."""
+def test_encoders_on_onednn_equal_transformers(arch, kernel, checkpoint, monkeypatch):
+    """Tiny fixtures stay under FastLinear's NATIVE_PRODUCT / SMALL_PRODUCT (F.linear); forced onto oneDNN or
+    our own small-row kernel, every encoder linear takes the kernel base-sized models use, and the logits
+    still equal transformers'."""
     import transformers
 
-    from inferline.models import kernels
+    from inferline.models import kernels, native_gemm
     from inferline.models.registry import load_model
+
+    if kernel == "onednn":
+        monkeypatch.setattr(native_gemm, "_lib", None)
+    elif not native_gemm.available():
+        pytest.skip("no native GEMM on this machine (AVX-512, no gcc, or INFERLINE_NATIVE_GEMM=0)")
 
     head = "token-classification"
     path = checkpoint(arch, head)
@@ -169,20 +184,28 @@ def test_encoders_on_onednn_equal_transformers(arch, checkpoint, monkeypatch):
     mask[1, 7:] = 0
     calls = []
     monkeypatch.setattr(kernels, "SMALL_PRODUCT", 0)
-    op = kernels.onednn_linear()
-    assert op is not None
-    monkeypatch.setattr(kernels, "_op", lambda *a: calls.append(1) or op(*a))
+    monkeypatch.setattr(kernels, "NATIVE_PRODUCT", 0)
+    if kernel == "onednn":
+        op = kernels.onednn_linear()
+        assert op is not None
+        monkeypatch.setattr(kernels, "_op", lambda *a: calls.append(1) or op(*a))
+    else:
+        real = native_gemm.linear
+        monkeypatch.setattr(native_gemm, "linear", lambda *a: calls.append(1) or real(*a))
     with torch.inference_mode():
         got = ours(ids, mask)
         expected = theirs(input_ids=ids, attention_mask=mask).logits
-    assert calls, "no linear took the oneDNN path"
+    assert calls, f"no linear took the {kernel} path"
     assert_same(got[mask.bool()], expected[mask.bool()])
 
 
 def test_fast_linear_keeps_small_products_on_f_linear(monkeypatch):
     from inferline.models import kernels
 
+    from inferline.models import native_gemm
+
     monkeypatch.setattr(kernels, "_op", lambda *a: pytest.fail("a small product reached oneDNN"))
+    monkeypatch.setattr(native_gemm, "linear", lambda *a: pytest.fail("a small product reached native_gemm"))
     layer = kernels.FastLinear(32, 32)
     with torch.inference_mode():
         layer(torch.randn(2, 13, 32))
@@ -453,11 +476,13 @@ def test_matmul_attention_equals_sdpa(monkeypatch):
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN")
-def test_fused_linears_equal_each_linear_and_follow_the_weights():
+def test_fused_linears_equal_each_linear_and_follow_the_weights(monkeypatch):
     """q/k/v as one oneDNN product: each output equals its own linear (a missing bias counts as zeros), and the
-    concatenated packed weight is made again when one weight changes; small products are left to the caller."""
-    from inferline.models import kernels
+    concatenated packed weight is made again when one weight changes; small products are left to the caller.
+    (Our own small-row kernel's fused path: tests/unit/test_native_gemm.py.)"""
+    from inferline.models import kernels, native_gemm
 
+    monkeypatch.setattr(native_gemm, "_lib", None)
     torch.manual_seed(0)
     linears = (kernels.FastLinear(256, 256), kernels.FastLinear(256, 128, bias=False), kernels.FastLinear(256, 128))
     x = torch.randn(2, 24, 256)

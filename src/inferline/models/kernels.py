@@ -1,4 +1,5 @@
-"""Every use of a private torch op lives here, behind a self-check: `FastLinear` / `onednn_linear`,
+"""Every use of a private torch op lives here, behind a self-check: `FastLinear` / `onednn_linear` (and, for
+few rows on CPUs without AVX-512, our own kernel: `native_gemm`),
 `conv2d` / `onednn_conv` (a convolution with its bias, residual add and ReLU in one oneDNN call) and
 `post_norm_layer` (a whole BERT block in one aten call, for small work); and `one_thread`, which talks to
 the OpenMP and MKL runtimes torch ships with.
@@ -25,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import native_gemm
+
 logger = logging.getLogger(__name__)
 
 _UNCHECKED = object()
@@ -33,6 +36,13 @@ _lock = threading.Lock()
 # Below this many multiply-adds (rows x in x out) MKL's sgemm wins: it runs small products on the calling
 # thread, while oneDNN wakes the whole thread pool (measured: 13x32x32 takes 4 us vs 13 us, 13x384x384 is even).
 SMALL_PRODUCT = 1 << 21
+# Products of at most this many rows go to `native_gemm` where it is available (a CPU without AVX-512): measured,
+# 2 threads, cold weights, 6 layers' products, K/N 384/1536: 70 rows 14.8 vs 17.6 ms on oneDNN, 140 rows 30.1 vs
+# 28.5; K/N 768/3072: 70 rows 58 vs 66 ms, 140 rows 112 vs 108.
+NATIVE_ROWS = 96
+# ... and of at least this many multiply-adds, where it beats MKL's sgemm too (10x384x384: 38 vs 76 us;
+# 10x128x128: 15 vs 20 us; 13x32x32: 12.5 vs 11 us), which keeps the products under SMALL_PRODUCT otherwise.
+NATIVE_PRODUCT = 1 << 17
 # One row (a decode step) onto a weight of at least this many values goes to `single_row_linear` (below it,
 # e.g. 192x576, both kernels take the same time).
 SINGLE_ROW_PRODUCT = 1 << 17
@@ -142,24 +152,31 @@ class FastLinear(nn.Linear):
 
     oneDNN reads the weight in its own blocked layout, reordered once (`_packed`). One row (a decode step)
     onto a weight of SINGLE_ROW_PRODUCT values or more goes to `single_row_linear` (MKL's gemv or its gemm
-    over two columns, whichever measures faster); other products under SMALL_PRODUCT multiply-adds stay on
-    F.linear (a tiny model's whole forward). Results may differ from nn.Linear's in the last bits (summation
-    order).
+    over two columns, whichever measures faster); up to NATIVE_ROWS rows, from NATIVE_PRODUCT multiply-adds,
+    go to our own kernel (`native_gemm`, on CPUs without AVX-512, packed likewise); other products under
+    SMALL_PRODUCT multiply-adds stay on F.linear (a tiny model's whole forward). Results may differ from
+    nn.Linear's in the last bits (summation order).
     """
 
     def forward(self, x: torch.Tensor, gelu: str | None = None) -> torch.Tensor:
         """gelu: "none" (erf) or "tanh" returns F.gelu(linear(x), approximate=gelu), in oneDNN's epilogue where
         the product goes to oneDNN (bias + GELU ride on its output instead of another pass over it)."""
         weight = self.weight
-        if x.numel() * self.out_features < SMALL_PRODUCT and weight.numel() < SINGLE_ROW_PRODUCT:
+        product = x.numel() * self.out_features
+        if product < NATIVE_PRODUCT and weight.numel() < SINGLE_ROW_PRODUCT:
             return _then_gelu(F.linear(x, weight, self.bias), gelu)  # first: the cheapest test, a tiny model's
-        op = _op if _op is not _UNCHECKED else onednn_linear()
-        if op is None or not x.is_cpu or x.dtype != torch.float32 or weight.dtype != torch.float32 \
-                or (weight.requires_grad and torch.is_grad_enabled()):
+        if not x.is_cpu or x.dtype != torch.float32 or weight.dtype != torch.float32 \
+                or (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad)):
             return _then_gelu(F.linear(x, weight, self.bias), gelu)
         if x.numel() == x.shape[-1] and weight.numel() >= SINGLE_ROW_PRODUCT:  # a decode step's one row
             return _then_gelu(single_row_linear(x, weight, self.bias), gelu)
-        if x.numel() * self.out_features < SMALL_PRODUCT:
+        if x.numel() <= NATIVE_ROWS * x.shape[-1] and native_gemm.available():
+            bias = self.bias
+            packed = derived(self, "_native_weight", (weight,) if bias is None else (weight, bias),
+                             lambda: native_gemm.pack(weight, bias))
+            return _then_gelu(native_gemm.linear(x, packed), gelu)
+        op = _op if _op is not _UNCHECKED else onednn_linear()
+        if op is None or product < SMALL_PRODUCT:
             return _then_gelu(F.linear(x, weight, self.bias), gelu)
         if gelu is not None and _gelu_epilogue[0]:
             return op(x, self._packed(weight), self.bias, "gelu", [], gelu)
@@ -188,20 +205,27 @@ def fused_linears(x: torch.Tensor, linears: tuple[FastLinear, ...]) -> tuple[tor
     params = [linear._parameters for linear in linears]
     weights = [p["weight"] for p in params]
     out = sum(w.shape[0] for w in weights)
-    if x.numel() * out < SMALL_PRODUCT or x.numel() == x.shape[-1] or not x.is_cpu or x.dtype != torch.float32:
-        return None
-    op = _op if _op is not _UNCHECKED else onednn_linear()
-    if op is None or _pack is None or any(w.dtype != torch.float32 for w in weights) \
-            or (torch.is_grad_enabled() and any(w.requires_grad for w in weights)):
+    if x.numel() * out < NATIVE_PRODUCT or x.numel() == x.shape[-1] or not x.is_cpu or x.dtype != torch.float32 \
+            or any(w.dtype != torch.float32 for w in weights) \
+            or (torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights))):
         return None
     biases = [p["bias"] for p in params]
+    sources = weights + [b for b in biases if b is not None]
+    if x.numel() <= NATIVE_ROWS * x.shape[-1] and native_gemm.available():
+        packed = derived(linears[0], "_fused_native", sources, lambda: native_gemm.pack(
+            torch.cat(weights), None if all(b is None for b in biases) else torch.cat(
+                [b if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])))
+        return native_gemm.linear(x, packed).split([w.shape[0] for w in weights], dim=-1)
+    op = _op if _op is not _UNCHECKED else onednn_linear()
+    if op is None or _pack is None or x.numel() * out < SMALL_PRODUCT:
+        return None
 
     def make():
         bias = None if all(b is None for b in biases) else torch.cat(
             [b if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
         return _pack(torch.cat(weights)), bias, [w.shape[0] for w in weights]
 
-    packed, bias, sizes = derived(linears[0], "_fused_linears", weights + [b for b in biases if b is not None], make)
+    packed, bias, sizes = derived(linears[0], "_fused_linears", sources, make)
     return op(x, packed, bias, "none", [], "").split(sizes, dim=-1)
 
 

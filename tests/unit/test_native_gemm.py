@@ -1,0 +1,91 @@
+"""Our own small-row GEMM (models/native_gemm.py): it builds where it can, computes F.linear for every shape
+FastLinear can hand it, is refused when its probe fails, and FastLinear sends it the products it is for."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from inferline.models import kernels, native_gemm
+
+BUILDABLE = native_gemm._wanted() is None and shutil.which("gcc") is not None
+
+
+@pytest.fixture
+def forced(monkeypatch, tmp_path):
+    """A fresh load of the kernel, forced on (an AVX-512 CPU can run it too), built in a temporary cache."""
+    monkeypatch.setenv("INFERLINE_NATIVE_GEMM", "1")
+    monkeypatch.setenv("INFERLINE_CACHE", str(tmp_path))
+    monkeypatch.setattr(native_gemm, "_lib", native_gemm._UNCHECKED)
+    if native_gemm._wanted() is not None or shutil.which("gcc") is None:
+        pytest.skip(f"no native GEMM on this machine: {native_gemm._wanted() or 'no gcc'}")
+    assert native_gemm.available(), "the kernel should build and pass its probe on an x86-64 AVX2 machine with gcc"
+    return native_gemm
+
+
+@pytest.mark.parametrize("rows,k,n", [(1, 8, 5), (5, 33, 16), (6, 64, 17), (13, 96, 40), (96, 384, 1152),
+                                      (20, 1536, 384)])
+def test_matches_f_linear(forced, rows, k, n):
+    generator = torch.Generator().manual_seed(rows * 1000 + k + n)
+    x, w, b = (torch.randn(2, rows, k, generator=generator), torch.randn(n, k, generator=generator) * 0.1,
+               torch.randn(n, generator=generator))
+    for bias in (b, None):
+        got = forced.linear(x, forced.pack(w, bias))
+        assert got.shape == (2, rows, n)
+        torch.testing.assert_close(got, F.linear(x, w, bias), rtol=0, atol=1e-4)
+
+
+def test_strided_input_and_one_thread(forced):
+    generator = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(64, 30, generator=generator), torch.randn(24, 64, generator=generator), torch.randn(24)
+    packed = forced.pack(w, b)
+    with kernels.one_thread():
+        got = forced.linear(x.t(), packed)  # (30, 64), not contiguous
+    torch.testing.assert_close(got, F.linear(x.t(), w, b), rtol=0, atol=1e-5)
+
+
+def test_refused_when_its_probe_fails(forced, monkeypatch):
+    real = native_gemm._run
+    monkeypatch.setattr(native_gemm, "_run", lambda *args: real(*args) + 1e-3)
+    monkeypatch.setattr(native_gemm, "_lib", native_gemm._UNCHECKED)
+    assert not native_gemm.available()
+
+
+def test_switched_off_by_the_environment(monkeypatch):
+    monkeypatch.setenv("INFERLINE_NATIVE_GEMM", "0")
+    monkeypatch.setattr(native_gemm, "_lib", native_gemm._UNCHECKED)
+    assert not native_gemm.available()
+    layer = kernels.FastLinear(384, 384)
+    x = torch.randn(20, 384)
+    with torch.inference_mode():
+        layer(x)
+    assert "_native_weight" not in layer.__dict__
+
+
+def test_fast_linear_and_fused_projections_use_it(forced):
+    torch.manual_seed(0)
+    layers = tuple(kernels.FastLinear(384, 384) for _ in range(3))
+    x = torch.randn(1, 20, 384)  # 20 rows: under NATIVE_ROWS, over NATIVE_PRODUCT
+    with torch.inference_mode():
+        out = layers[0](x, gelu="none")
+        assert "_native_weight" in layers[0].__dict__
+        torch.testing.assert_close(out, F.gelu(F.linear(x, layers[0].weight, layers[0].bias)), rtol=0, atol=1e-5)
+        fused = kernels.fused_linears(x, layers)
+        assert "_fused_native" in layers[0].__dict__
+        for got, layer in zip(fused, layers):
+            torch.testing.assert_close(got, F.linear(x, layer.weight, layer.bias), rtol=0, atol=1e-5)
+        layers[0].weight.mul_(2)  # changed in place: packed again
+        torch.testing.assert_close(layers[0](x), F.linear(x, layers[0].weight, layers[0].bias), rtol=0, atol=1e-5)
+        big = torch.randn(1, kernels.NATIVE_ROWS + 1, 384)
+        layers[1](big)
+        assert "_native_weight" not in layers[1].__dict__  # more rows: torch's kernels
+
+
+def test_grad_goes_to_torch(forced):
+    layer = kernels.FastLinear(384, 384)
+    x = torch.randn(20, 384, requires_grad=True)
+    layer(x).sum().backward()
+    assert x.grad is not None and "_native_weight" not in layer.__dict__
