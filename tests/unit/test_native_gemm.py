@@ -33,9 +33,20 @@ def test_matches_f_linear(forced, rows, k, n):
     x, w, b = (torch.randn(2, rows, k, generator=generator), torch.randn(n, k, generator=generator) * 0.1,
                torch.randn(n, generator=generator))
     for bias in (b, None):
-        got = forced.linear(x, forced.pack(w, bias))
-        assert got.shape == (2, rows, n)
-        torch.testing.assert_close(got, F.linear(x, w, bias), rtol=0, atol=1e-4)
+        packed, want = forced.pack(w, bias), F.linear(x, w, bias)
+        for gelu in (None, "none", "tanh"):
+            got = forced.linear(x, packed, gelu)
+            assert got.shape == (2, rows, n)
+            torch.testing.assert_close(got, want if gelu is None else F.gelu(want, approximate=gelu), rtol=0,
+                                       atol=1e-4)
+
+
+@pytest.mark.parametrize("gelu", ["none", "tanh"])
+def test_gelu_epilogue_over_its_whole_range(forced, gelu):
+    """x through an identity weight: the epilogue alone, from -20 to 20 (both tails, the exp clamp, zero)."""
+    x = torch.linspace(-20, 20, 16 * 601).view(-1, 16)
+    got = forced.linear(x, forced.pack(torch.eye(16), None), gelu)
+    torch.testing.assert_close(got, F.gelu(x, approximate=gelu), rtol=0, atol=2e-6)
 
 
 def test_strided_input_and_one_thread(forced):

@@ -174,7 +174,7 @@ class FastLinear(nn.Linear):
             bias = self.bias
             packed = derived(self, "_native_weight", (weight,) if bias is None else (weight, bias),
                              lambda: native_gemm.pack(weight, bias))
-            return _then_gelu(native_gemm.linear(x, packed), gelu)
+            return native_gemm.linear(x, packed, gelu)
         op = _op if _op is not _UNCHECKED else onednn_linear()
         if op is None or product < SMALL_PRODUCT:
             return _then_gelu(F.linear(x, weight, self.bias), gelu)
