@@ -126,6 +126,18 @@ def test_fast_linear_accepts_torch_onednn_linear(monkeypatch):
     assert kernels.onednn_linear() is torch.ops.mkldnn._linear_pointwise
 
 
+def use_kernel(kernel: str, monkeypatch) -> None:
+    """Products that leave F.linear go to oneDNN ("onednn") or to our own small-row kernel ("native", forced on
+    where the CPU has AVX-512 too; skipped without gcc or AVX2)."""
+    from inferline.models import native_gemm
+
+    monkeypatch.setattr(native_gemm, "_lib", None if kernel == "onednn" else native_gemm._UNCHECKED)
+    if kernel == "native":
+        monkeypatch.setenv("INFERLINE_NATIVE_GEMM", "1")
+        if not native_gemm.available():
+            pytest.skip("no native GEMM on this machine (no gcc, or no AVX2)")
+
+
 @pytest.mark.parametrize("kernel", ["onednn", "native"])
 @pytest.mark.parametrize("arch,head", [("gpt2", "causal-lm"), ("t5", "seq2seq-lm")])
 def test_forced_fallback_gives_the_same_outputs(arch, head, kernel, checkpoint, monkeypatch):
@@ -135,10 +147,7 @@ def test_forced_fallback_gives_the_same_outputs(arch, head, kernel, checkpoint, 
     from inferline.models import kernels, native_gemm
     from inferline.models.registry import load_model
 
-    if kernel == "onednn":
-        monkeypatch.setattr(native_gemm, "_lib", None)
-    elif not native_gemm.available():
-        pytest.skip("no native GEMM on this machine (AVX-512, no gcc, or INFERLINE_NATIVE_GEMM=0)")
+    use_kernel(kernel, monkeypatch)
 
     path = checkpoint(arch, head)
     ours = load_model(path, head)
@@ -170,10 +179,7 @@ def test_encoders_on_onednn_equal_transformers(arch, kernel, checkpoint, monkeyp
     from inferline.models import kernels, native_gemm
     from inferline.models.registry import load_model
 
-    if kernel == "onednn":
-        monkeypatch.setattr(native_gemm, "_lib", None)
-    elif not native_gemm.available():
-        pytest.skip("no native GEMM on this machine (AVX-512, no gcc, or INFERLINE_NATIVE_GEMM=0)")
+    use_kernel(kernel, monkeypatch)
 
     head = "token-classification"
     path = checkpoint(arch, head)
@@ -200,9 +206,7 @@ def test_encoders_on_onednn_equal_transformers(arch, kernel, checkpoint, monkeyp
 
 
 def test_fast_linear_keeps_small_products_on_f_linear(monkeypatch):
-    from inferline.models import kernels
-
-    from inferline.models import native_gemm
+    from inferline.models import kernels, native_gemm
 
     monkeypatch.setattr(kernels, "_op", lambda *a: pytest.fail("a small product reached oneDNN"))
     monkeypatch.setattr(native_gemm, "linear", lambda *a: pytest.fail("a small product reached native_gemm"))
