@@ -126,19 +126,23 @@ def test_fast_linear_accepts_torch_onednn_linear(monkeypatch):
     assert kernels.onednn_linear() is torch.ops.mkldnn._linear_pointwise
 
 
+KERNELS = ["onednn", "native8", "native16"]
+
+
 def use_kernel(kernel: str, monkeypatch) -> None:
-    """Products that leave F.linear go to oneDNN ("onednn") or to our own small-row kernel ("native", forced on
-    where the CPU has AVX-512 too; skipped without gcc or AVX2)."""
+    """Products that leave F.linear go to oneDNN ("onednn") or to our own small-row kernel at a width ("native8":
+    AVX2, run where the CPU has AVX-512 too; "native16": AVX-512); skipped where this machine cannot run it."""
     from inferline.models import native_gemm
 
     monkeypatch.setattr(native_gemm, "_lib", None if kernel == "onednn" else native_gemm._UNCHECKED)
-    if kernel == "native":
-        monkeypatch.setenv("INFERLINE_NATIVE_GEMM", "1")
+    if kernel.startswith("native"):
+        monkeypatch.setenv("INFERLINE_NATIVE_GEMM", kernel.removeprefix("native"))
         if not native_gemm.available():
-            pytest.skip("no native GEMM on this machine (no gcc, or no AVX2)")
+            pytest.skip(f"no native GEMM of width {kernel.removeprefix('native')} on this machine "
+                        f"({native_gemm._width()[1] or 'no gcc?'})")
 
 
-@pytest.mark.parametrize("kernel", ["onednn", "native"])
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("arch,head", [("gpt2", "causal-lm"), ("t5", "seq2seq-lm")])
 def test_forced_fallback_gives_the_same_outputs(arch, head, kernel, checkpoint, monkeypatch):
     import transformers
@@ -168,7 +172,7 @@ def test_forced_fallback_gives_the_same_outputs(arch, head, kernel, checkpoint, 
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN")
-@pytest.mark.parametrize("kernel", ["onednn", "native"])
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("arch", ["bert", "distilbert", "electra", "deberta-v2", "roberta"])
 def test_encoders_on_onednn_equal_transformers(arch, kernel, checkpoint, monkeypatch):
     """Tiny fixtures stay under FastLinear's NATIVE_PRODUCT / SMALL_PRODUCT (F.linear); forced onto oneDNN or

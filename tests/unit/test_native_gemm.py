@@ -12,14 +12,16 @@ import torch.nn.functional as F
 from inferline.models import kernels, native_gemm
 
 
-@pytest.fixture
-def forced(monkeypatch):
-    """A fresh load of the kernel, forced on (an AVX-512 CPU can run it too)."""
-    monkeypatch.setenv("INFERLINE_NATIVE_GEMM", "1")
+@pytest.fixture(params=[8, 16])
+def forced(request, monkeypatch):
+    """A fresh load of the kernel at each width (an AVX-512 CPU runs both)."""
+    monkeypatch.setenv("INFERLINE_NATIVE_GEMM", str(request.param))
     monkeypatch.setattr(native_gemm, "_lib", native_gemm._UNCHECKED)
-    if native_gemm._wanted() is not None or shutil.which("gcc") is None:
-        pytest.skip(f"no native GEMM on this machine: {native_gemm._wanted() or 'no gcc'}")
-    assert native_gemm.available(), "the kernel should build and pass its probe on an x86-64 AVX2 machine with gcc"
+    width, reason = native_gemm._width()
+    if width is None or shutil.which("gcc") is None:
+        pytest.skip(f"no native GEMM of width {request.param} on this machine: {reason or 'no gcc'}")
+    assert native_gemm.available(), "the kernel should build and pass its probe on an x86-64 machine with gcc"
+    assert native_gemm.library().width == request.param
     return native_gemm
 
 
@@ -30,8 +32,8 @@ def test_builds_from_source_into_the_cache(forced, monkeypatch, tmp_path):
     assert [p.name.startswith("small_gemm-") for p in (tmp_path / "kernels").iterdir()] == [True]
 
 
-@pytest.mark.parametrize("rows,k,n", [(1, 8, 5), (5, 33, 16), (6, 64, 17), (13, 96, 40), (96, 384, 1152),
-                                      (20, 1536, 384)])
+@pytest.mark.parametrize("rows,k,n", [(1, 8, 5), (5, 33, 16), (6, 64, 17), (13, 96, 40), (12, 20, 48),
+                                      (25, 7, 33), (96, 384, 1152), (20, 1536, 384)])
 def test_matches_f_linear(forced, rows, k, n):
     generator = torch.Generator().manual_seed(rows * 1000 + k + n)
     x, w, b = (torch.randn(2, rows, k, generator=generator), torch.randn(n, k, generator=generator) * 0.1,
@@ -69,6 +71,23 @@ def test_refused_when_its_probe_fails(forced, monkeypatch):
     assert not native_gemm.available()
 
 
+def test_width_follows_the_cpu_unless_set(monkeypatch):
+    monkeypatch.setattr(native_gemm, "_cpu_flags", lambda: {"avx2", "fma", "avx512f"})
+    for setting, width in (("", 16), ("1", 16), ("8", 8), ("16", 16), ("0", None)):
+        monkeypatch.setenv("INFERLINE_NATIVE_GEMM", setting)
+        if native_gemm._width()[1].startswith("not x86-64") or "OpenMP" in native_gemm._width()[1]:
+            pytest.skip(native_gemm._width()[1])
+        assert native_gemm._width()[0] == width, setting
+    monkeypatch.setattr(native_gemm, "_cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setenv("INFERLINE_NATIVE_GEMM", "")
+    assert native_gemm._width()[0] == 8
+    monkeypatch.setenv("INFERLINE_NATIVE_GEMM", "16")
+    assert native_gemm._width() == (None, "INFERLINE_NATIVE_GEMM=16, but the CPU has no AVX-512")
+    monkeypatch.setenv("INFERLINE_NATIVE_GEMM", "yes")
+    with pytest.raises(ValueError, match="INFERLINE_NATIVE_GEMM='yes'"):
+        native_gemm._width()
+
+
 def test_switched_off_by_the_environment(monkeypatch):
     monkeypatch.setenv("INFERLINE_NATIVE_GEMM", "0")
     monkeypatch.setattr(native_gemm, "_lib", native_gemm._UNCHECKED)
@@ -83,7 +102,7 @@ def test_switched_off_by_the_environment(monkeypatch):
 def test_fast_linear_and_fused_projections_use_it(forced):
     torch.manual_seed(0)
     layers = tuple(kernels.FastLinear(384, 384) for _ in range(3))
-    x = torch.randn(1, 20, 384)  # 20 rows: under NATIVE_ROWS, over NATIVE_PRODUCT
+    x = torch.randn(1, 20, 384)  # 20 rows: under max_rows(), over NATIVE_PRODUCT
     with torch.inference_mode():
         out = layers[0](x, gelu="none")
         assert "_native_weight" in layers[0].__dict__
@@ -94,7 +113,7 @@ def test_fast_linear_and_fused_projections_use_it(forced):
             torch.testing.assert_close(got, F.linear(x, layer.weight, layer.bias), rtol=0, atol=1e-5)
         layers[0].weight.mul_(2)  # changed in place: packed again
         torch.testing.assert_close(layers[0](x), F.linear(x, layers[0].weight, layers[0].bias), rtol=0, atol=1e-5)
-        big = torch.randn(1, kernels.NATIVE_ROWS + 1, 384)
+        big = torch.randn(1, native_gemm.max_rows() + 1, 384)
         layers[1](big)
         assert "_native_weight" not in layers[1].__dict__  # more rows: torch's kernels
 

@@ -1,5 +1,5 @@
 """Every use of a private torch op lives here, behind a self-check: `FastLinear` / `onednn_linear` (and, for
-few rows on CPUs without AVX-512, our own kernel: `native_gemm`),
+few rows, our own kernel: `native_gemm`),
 `conv2d` / `onednn_conv` (a convolution with its bias, residual add and ReLU in one oneDNN call) and
 `post_norm_layer` (a whole BERT block in one aten call, for small work); and `one_thread`, which talks to
 the OpenMP and MKL runtimes torch ships with.
@@ -36,11 +36,8 @@ _lock = threading.Lock()
 # Below this many multiply-adds (rows x in x out) MKL's sgemm wins: it runs small products on the calling
 # thread, while oneDNN wakes the whole thread pool (measured: 13x32x32 takes 4 us vs 13 us, 13x384x384 is even).
 SMALL_PRODUCT = 1 << 21
-# Products of at most this many rows go to `native_gemm` where it is available (a CPU without AVX-512): measured,
-# 2 threads, cold weights, 6 layers' products, K/N 384/1536: 70 rows 14.8 vs 17.6 ms on oneDNN, 140 rows 30.1 vs
-# 28.5; K/N 768/3072: 70 rows 58 vs 66 ms, 140 rows 112 vs 108.
-NATIVE_ROWS = 96
-# ... and of at least this many multiply-adds, where it beats MKL's sgemm too (10x384x384: 38 vs 76 us;
+# Products of at most `native_gemm.max_rows()` rows (96 at its AVX2 width, 64 at AVX-512's: measured there) go to
+# `native_gemm` where it is available, and of at least this many multiply-adds, where it beats MKL's sgemm too (10x384x384: 38 vs 76 us;
 # 10x128x128: 15 vs 20 us; 13x32x32: 12.5 vs 11 us), which keeps the products under SMALL_PRODUCT otherwise.
 NATIVE_PRODUCT = 1 << 17
 # One row (a decode step) onto a weight of at least this many values goes to `single_row_linear` (below it,
@@ -152,8 +149,8 @@ class FastLinear(nn.Linear):
 
     oneDNN reads the weight in its own blocked layout, reordered once (`_packed`). One row (a decode step)
     onto a weight of SINGLE_ROW_PRODUCT values or more goes to `single_row_linear` (MKL's gemv or its gemm
-    over two columns, whichever measures faster); up to NATIVE_ROWS rows, from NATIVE_PRODUCT multiply-adds,
-    go to our own kernel (`native_gemm`, on CPUs without AVX-512, packed likewise); other products under
+    over two columns, whichever measures faster); up to `native_gemm.max_rows()` rows, from NATIVE_PRODUCT
+    multiply-adds, go to our own kernel (`native_gemm`, packed likewise); other products under
     SMALL_PRODUCT multiply-adds stay on F.linear (a tiny model's whole forward). Results may differ from
     nn.Linear's in the last bits (summation order).
     """
@@ -170,7 +167,7 @@ class FastLinear(nn.Linear):
             return _then_gelu(F.linear(x, weight, self.bias), gelu)
         if x.numel() == x.shape[-1] and weight.numel() >= SINGLE_ROW_PRODUCT:  # a decode step's one row
             return _then_gelu(single_row_linear(x, weight, self.bias), gelu)
-        if x.numel() <= NATIVE_ROWS * x.shape[-1] and native_gemm.available():
+        if x.numel() <= native_gemm.max_rows() * x.shape[-1]:
             bias = self.bias
             packed = derived(self, "_native_weight", (weight,) if bias is None else (weight, bias),
                              lambda: native_gemm.pack(weight, bias))
@@ -217,7 +214,7 @@ def fused_linears(x: torch.Tensor, linears: tuple[FastLinear, ...]) -> tuple[tor
         return None if all(b is None for b in biases) else torch.cat(
             [b if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
 
-    if x.numel() <= NATIVE_ROWS * x.shape[-1] and native_gemm.available():
+    if x.numel() <= native_gemm.max_rows() * x.shape[-1]:
         packed = derived(linears[0], "_fused_native", sources,
                          lambda: native_gemm.pack(torch.cat(weights), concatenated_bias()))
         return native_gemm.linear(x, packed).split(sizes, dim=-1)

@@ -1,16 +1,18 @@
-"""A small-row float32 matrix product of our own, in C with AVX2/FMA, compiled once per machine with the system's
-C compiler and loaded with ctypes: `available()`, `pack(weight, bias)`, `linear(x, packed, gelu)`.
+"""A small-row float32 matrix product of our own, in C, compiled once per machine with the system's C compiler and
+loaded with ctypes: `available()`, `max_rows()`, `pack(weight, bias)`, `linear(x, packed, gelu)`.
 
-Why: on CPUs without AVX-512 (an AVX2 AMD EPYC here), oneDNN's brgemm and MKL's sgemm are slow for a few rows
-against a weight read once from memory (an encoder at batch size 1: 10-100 tokens), where ONNX Runtime's MLAS
-was 1.3-1.9x faster on the same products. This kernel keeps six rows of x against a 16-column panel of the
-weight (packed once, panel by panel, so that each panel is one sequential stream), twelve accumulators in
-registers, the bias loaded into them at the start and GELU (erf or tanh) applied to them at the end.
-Measured on such a machine, 2 threads, the 24 products of a 6-layer MiniLM (K/N 384/1536) with cold weights:
-10 rows 4.2-4.6 vs 7.3-7.9 ms on oneDNN, 20 rows 6.1-6.6 vs 9.6-9.7, 70 rows 13.8-14.8 vs 15.8-17.6, 140 rows
-26.3-30.1 vs 27.3-28.5 (distilbert's K/N 768/3072: 20 rows 20.7 vs 25.6 ms, 70 rows 55 vs 61, 140 rows 104 vs
-105) — so `kernels.FastLinear` sends it products of up to NATIVE_ROWS rows. On AVX-512 CPUs oneDNN's kernels
-are twice as wide and this one is not used (`INFERLINE_NATIVE_GEMM=1` forces it, `=0` turns it off).
+Why: for a few rows against a weight read once from memory (an encoder at batch size 1: 10-100 tokens), oneDNN's
+brgemm and MKL's sgemm fall behind ONNX Runtime's MLAS (1.3-1.9x on an AVX2 AMD EPYC). This kernel keeps a tile of
+rows of x against two vectors' worth of weight columns in registers (the weight packed once into 16-column panels,
+each one sequential stream), the bias loaded into the accumulators at the start and GELU (erf or tanh) applied to
+them at the end. One C source, written with GCC's vector extensions, is compiled for two widths: 8 floats (AVX2/FMA,
+tiles of 6 rows x 16 columns) and 16 floats (AVX-512, 12 rows x 32 columns); the CPU's flags pick one.
+Measured, 2 threads, the 24 products of a 6-layer MiniLM (K/N 384/1536) with cold weights, medians, ms:
+  AVX2 EPYC, width 8:    10 rows 4.2-4.6 vs 7.3-7.9 on oneDNN, 20 rows 6.1-6.6 vs 9.6-9.7, 70 rows 13.8-14.8 vs
+                         15.8-17.6, 140 rows 26.3-30.1 vs 27.3-28.5 (so up to 96 rows);
+  Zen 4 AVX-512, width 16: 10 rows 2.4-3.7 vs 3.2-4.5, 20 rows 3.7-5.5 vs 4.3-6.2, 40 rows 5.6-6.3 vs 5.9-7.2,
+                         70 rows 8.0-11.2 vs 9.4-10.9, 96 rows 11.2-13.6 vs 11-15 (so up to 64 rows).
+`INFERLINE_NATIVE_GEMM=0` turns it off, `=8` / `=16` picks the width (16 needs AVX-512).
 
 Its threads are torch's: the library links against the OpenMP runtime torch ships (torch/lib/libgomp.so.1),
 which the loader then finds already loaded, so the parallel region reuses torch's pool, with the thread count
@@ -37,17 +39,34 @@ import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-PANEL = 16  # output columns per packed panel: two 8-float AVX registers
+PANEL = 16  # output columns per packed panel; panels come in pairs (a tile of the 16-float width spans two)
+TILE_COLUMNS = 2 * PANEL
+MAX_ROWS = {8: 96, 16: 64}  # per width: products of at most this many rows beat oneDNN's (measured above)
 
 SOURCE = r"""
-#include <immintrin.h>
+/* Compiled twice: W=8 (AVX2/FMA, 6 rows x 16 columns a tile) and W=16 (AVX-512, 12 rows x 32 columns). */
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
-/* w (N, K) row-major -> panels of 16 output columns, each K rows of 16 floats (w transposed), zero past N */
-void pack_weight(const float *w, float *packed, int64_t N, int64_t K) {
-    int64_t panels = (N + 15) / 16;
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define NAME(f) CAT(f, W)                  /* packed_linear8, packed_linear16 */
+#define ROWS (W == 8 ? 6 : 12)              /* rows of a tile: 2 * ROWS accumulators in registers */
+#define COLS (2 * W)                        /* columns of a tile: two vectors */
+
+typedef float vf __attribute__((vector_size(W * 4)));
+typedef int32_t vi __attribute__((vector_size(W * 4)));
+typedef float vfu __attribute__((vector_size(W * 4), aligned(4)));
+
+static inline vf load(const float *p) { return *(const vfu *)p; }
+static inline void store(float *p, vf v) { *(vfu *)p = v; }
+static inline vf with_sign(vf magnitude, vi sign) { return (vf)((vi)magnitude | sign); }
+
+#if W == 8
+/* w (N, K) row-major -> `panels` panels of 16 output columns, each K rows of 16 floats (w transposed), zero
+   past N */
+void pack_weight(const float *w, float *packed, int64_t N, int64_t K, int64_t panels) {
     for (int64_t p = 0; p < panels; p++) {
         float *dst = packed + p * K * 16;
         for (int64_t k = 0; k < K; k++)
@@ -57,120 +76,117 @@ void pack_weight(const float *w, float *packed, int64_t N, int64_t K) {
             }
     }
 }
+#endif
 
 /* exp(a) for a <= 0 (GELU's exp(-z^2)): 2^n e^r with |r| <= ln2 / 2, e^r by Cephes' expf polynomial */
-static inline __m256 exp_neg(__m256 a) {
-    a = _mm256_max_ps(a, _mm256_set1_ps(-87.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(a, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), a);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+static inline vf exp_neg(vf a) {
+    vi low = a < -87.0f;
+    a = (vf)(((vi)a & ~low) | ((vi)((vf){} - 87.0f) & low));
+    vf n = (a * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* round to nearest: 1.5 * 2^23 */
+    vf r = a - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    vf p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + (r + 1.0f);
+    vi e = (__builtin_convertvector(n, vi) + 127) << 23;
+    return p * (vf)e;
 }
 
 /* 0.5 x (1 + erf(x / sqrt 2)), erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7) */
-static inline __m256 gelu_erf(__m256 x) {
-    __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f));
-    __m256 sign = _mm256_and_ps(z, _mm256_set1_ps(-0.0f));
-    __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), z);
-    __m256 one = _mm256_set1_ps(1.0f);
-    __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(a, _mm256_set1_ps(0.3275911f), one));
-    __m256 q = _mm256_set1_ps(1.061405429f);
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(-1.453152027f));
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(1.421413741f));
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(-0.284496736f));
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(0.254829592f));
-    q = _mm256_mul_ps(q, t);
-    __m256 erf = _mm256_fnmadd_ps(q, exp_neg(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), a), a)), one);
-    erf = _mm256_or_ps(erf, sign);
-    return _mm256_mul_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.5f)), _mm256_add_ps(erf, _mm256_set1_ps(1.0f)));
+static inline vf gelu_erf(vf x) {
+    vf z = x * 0.70710678118654752f;
+    vi sign = (vi)z & INT32_MIN;
+    vf a = (vf)((vi)z & INT32_MAX);
+    vf t = 1.0f / (a * 0.3275911f + 1.0f);
+    vf q = t * 1.061405429f - 1.453152027f;
+    q = q * t + 1.421413741f;
+    q = q * t - 0.284496736f;
+    q = q * t + 0.254829592f;
+    vf erf = 1.0f - q * t * exp_neg(-a * a);
+    return x * 0.5f * (with_sign(erf, sign) + 1.0f);
 }
 
 /* 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), tanh(u) = sign(u) (1 - 2 / (exp(2 |u|) + 1)) */
-static inline __m256 gelu_tanh(__m256 x) {
-    __m256 u = _mm256_mul_ps(_mm256_set1_ps(0.79788456080286536f),
-                             _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), x), _mm256_mul_ps(x, x), x));
-    __m256 sign = _mm256_and_ps(u, _mm256_set1_ps(-0.0f));
-    __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), u);
-    __m256 e = exp_neg(_mm256_mul_ps(a, _mm256_set1_ps(-2.0f)));  /* exp(-2|u|) in (0, 1] */
-    __m256 th = _mm256_div_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), e), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
-    th = _mm256_or_ps(th, sign);
-    return _mm256_mul_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.5f)), _mm256_add_ps(th, _mm256_set1_ps(1.0f)));
+static inline vf gelu_tanh(vf x) {
+    vf u = 0.79788456080286536f * (0.044715f * x * (x * x) + x);
+    vi sign = (vi)u & INT32_MIN;
+    vf e = exp_neg((vf)((vi)u & INT32_MAX) * -2.0f);  /* exp(-2|u|) in (0, 1] */
+    vf th = (1.0f - e) / (1.0f + e);
+    return x * 0.5f * (with_sign(th, sign) + 1.0f);
 }
 
-/* `rows` (1..6, a constant after inlining) rows of x times one panel, plus its 16 biases, then the activation
-   `act` (0 none, 1 GELU with erf, 2 GELU with tanh), into y */
-static inline __attribute__((always_inline)) void tile(const float *x, int64_t K, const float *panel,
+/* `rows` (1..ROWS, a constant after inlining) rows of x times COLS columns of the packed weight (from `w`: one
+   16-column panel, or two consecutive ones), plus their biases, then the activation `act` (0 none, 1 GELU with
+   erf, 2 GELU with tanh), into the first `cols` columns of y */
+static inline __attribute__((always_inline)) void tile(const float *x, int64_t K, const float *w,
         const float *bias, float *y, int64_t N, const int rows, int cols, int act) {
-    __m256 lo[6], hi[6];
-    __m256 b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
-#pragma GCC unroll 6
+    vf lo[ROWS], hi[ROWS];
+    const float *w_hi = w + (W == 16 ? K * 16 : 8);
+    vf b0 = load(bias), b1 = load(bias + W);
+#pragma GCC unroll 12
     for (int r = 0; r < rows; r++) { lo[r] = b0; hi[r] = b1; }
     for (int64_t k = 0; k < K; k++) {
-        __m256 w0 = _mm256_loadu_ps(panel + k * 16), w1 = _mm256_loadu_ps(panel + k * 16 + 8);
-#pragma GCC unroll 6
+        vf w0 = load(w + k * 16), w1 = load(w_hi + k * 16);
+#pragma GCC unroll 12
         for (int r = 0; r < rows; r++) {
-            __m256 a = _mm256_broadcast_ss(x + r * K + k);
-            lo[r] = _mm256_fmadd_ps(a, w0, lo[r]);
-            hi[r] = _mm256_fmadd_ps(a, w1, hi[r]);
+            vf a = x[r * K + k] - (vf){};  /* a broadcast: s - 0 is s */
+            lo[r] += a * w0;
+            hi[r] += a * w1;
         }
     }
     if (act == 1) {
-#pragma GCC unroll 6
+#pragma GCC unroll 12
         for (int r = 0; r < rows; r++) { lo[r] = gelu_erf(lo[r]); hi[r] = gelu_erf(hi[r]); }
     } else if (act == 2) {
-#pragma GCC unroll 6
+#pragma GCC unroll 12
         for (int r = 0; r < rows; r++) { lo[r] = gelu_tanh(lo[r]); hi[r] = gelu_tanh(hi[r]); }
     }
-#pragma GCC unroll 6
+#pragma GCC unroll 12
     for (int r = 0; r < rows; r++) {
-        if (cols == 16) {
-            _mm256_storeu_ps(y + r * N, lo[r]);
-            _mm256_storeu_ps(y + r * N + 8, hi[r]);
+        if (cols == COLS) {
+            store(y + r * N, lo[r]);
+            store(y + r * N + W, hi[r]);
         } else {
-            float part[16];
-            _mm256_storeu_ps(part, lo[r]);
-            _mm256_storeu_ps(part + 8, hi[r]);
+            float part[COLS];
+            store(part, lo[r]);
+            store(part + W, hi[r]);
             memcpy(y + r * N, part, cols * sizeof(float));
         }
     }
 }
 
-static void tile_rows(const float *x, int64_t K, const float *panel, const float *bias, float *y, int64_t N,
+#define ROWS_CASE(n) case n: tile(x, K, w, bias, y, N, n, cols, act); break;
+
+static void tile_rows(const float *x, int64_t K, const float *w, const float *bias, float *y, int64_t N,
                       int rows, int cols, int act) {
     switch (rows) {
-        case 6: tile(x, K, panel, bias, y, N, 6, cols, act); break;
-        case 5: tile(x, K, panel, bias, y, N, 5, cols, act); break;
-        case 4: tile(x, K, panel, bias, y, N, 4, cols, act); break;
-        case 3: tile(x, K, panel, bias, y, N, 3, cols, act); break;
-        case 2: tile(x, K, panel, bias, y, N, 2, cols, act); break;
-        default: tile(x, K, panel, bias, y, N, 1, cols, act); break;
+#if W == 16
+        ROWS_CASE(12) ROWS_CASE(11) ROWS_CASE(10) ROWS_CASE(9) ROWS_CASE(8) ROWS_CASE(7)
+#endif
+        ROWS_CASE(6) ROWS_CASE(5) ROWS_CASE(4) ROWS_CASE(3) ROWS_CASE(2)
+        default: tile(x, K, w, bias, y, N, 1, cols, act); break;
     }
 }
 
-/* y (M, N) = act(x (M, K) w^T + bias); `packed` from pack_weight, `bias` padded to whole panels; the panels
-   are split between `threads` threads, each streaming its panels once */
-void packed_linear(const float *x, const float *packed, const float *bias, float *y, int64_t M, int64_t K,
-                   int64_t N, int threads, int act) {
-    int64_t panels = (N + 15) / 16;
+/* y (M, N) = act(x (M, K) w^T + bias); `packed` from pack_weight with panels for whole tiles of 32 columns,
+   `bias` padded likewise; the tiles of columns are split between `threads` threads, each streaming its part of
+   the weight once */
+void NAME(packed_linear)(const float *x, const float *packed, const float *bias, float *y, int64_t M, int64_t K,
+                         int64_t N, int threads, int act) {
+    int64_t tiles = (N + COLS - 1) / COLS;
     #pragma omp parallel num_threads(threads)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int64_t first = panels * t / nt, last = panels * (t + 1) / nt;
+        int64_t first = tiles * t / nt, last = tiles * (t + 1) / nt;
         for (int64_t p = first; p < last; p++) {
-            int cols = (int)(N - p * 16 < 16 ? N - p * 16 : 16);
-            for (int64_t m = 0; m < M; m += 6) {
-                int rows = (int)(M - m < 6 ? M - m : 6);
-                tile_rows(x + m * K, K, packed + p * K * 16, bias + p * 16, y + m * N + p * 16, N, rows, cols,
-                          act);
+            int cols = (int)(N - p * COLS < COLS ? N - p * COLS : COLS);
+            for (int64_t m = 0; m < M; m += ROWS) {
+                int rows = (int)(M - m < ROWS ? M - m : ROWS);
+                tile_rows(x + m * K, K, packed + p * K * COLS, bias + p * COLS, y + m * N + p * COLS, N, rows,
+                          cols, act);
             }
         }
     }
@@ -178,7 +194,7 @@ void packed_linear(const float *x, const float *packed, const float *bias, float
 """
 
 _UNCHECKED = object()
-_lib: ctypes.CDLL | None | object = _UNCHECKED
+_lib: Kernel | None | object = _UNCHECKED
 _lock = threading.Lock()
 
 
@@ -193,21 +209,25 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def _wanted() -> str | None:
-    """Why this machine should not use the kernel, or None when it should."""
+def _width() -> tuple[int | None, str]:
+    """The vector width (floats) this machine should use the kernel at, or None and why not."""
     setting = os.environ.get("INFERLINE_NATIVE_GEMM", "").strip()
     if setting == "0":
-        return "INFERLINE_NATIVE_GEMM=0"
+        return None, "INFERLINE_NATIVE_GEMM=0"
+    if setting not in ("", "1", "8", "16"):
+        raise ValueError(f"INFERLINE_NATIVE_GEMM={setting!r}: expected 0 (off), 8 or 16 (a width), or unset")
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
-        return f"not x86-64 Linux ({platform.system()} {platform.machine()})"
+        return None, f"not x86-64 Linux ({platform.system()} {platform.machine()})"
     flags = _cpu_flags()
     if not {"avx2", "fma"} <= flags:
-        return "the CPU has no AVX2/FMA"
-    if "avx512f" in flags and setting != "1":
-        return "the CPU has AVX-512, where oneDNN's kernels are faster"
+        return None, "the CPU has no AVX2/FMA"
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
-        return "torch's parallel backend is not OpenMP"
-    return None
+        return None, "torch's parallel backend is not OpenMP"
+    if setting == "16" and "avx512f" not in flags:
+        return None, "INFERLINE_NATIVE_GEMM=16, but the CPU has no AVX-512"
+    if setting in ("8", "16"):
+        return int(setting), ""
+    return (16 if "avx512f" in flags else 8), ""
 
 
 def _cache_dir() -> Path:
@@ -230,55 +250,68 @@ def _build() -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        src, obj, lib = Path(tmp) / "small_gemm.c", Path(tmp) / "small_gemm.o", Path(tmp) / "small_gemm.so"
+        src, lib = Path(tmp) / "small_gemm.c", Path(tmp) / "small_gemm.so"
         src.write_text(SOURCE)
-        flags = ["-O3", "-mavx2", "-mfma", "-fPIC", "-fopenmp"]
-        subprocess.run([compiler, *flags, "-c", str(src), "-o", str(obj)], check=True, capture_output=True,
-                       timeout=120)
+        objects = []
+        for width, isa in ((8, ["-mavx2"]), (16, ["-mavx512f"])):  # both in one library; the CPU picks at load
+            obj = Path(tmp) / f"small_gemm{width}.o"
+            subprocess.run([compiler, "-O3", *isa, "-mfma", "-fPIC", "-fopenmp", f"-DW={width}", "-c", str(src),
+                            "-o", str(obj)], check=True, capture_output=True, timeout=120)
+            objects.append(str(obj))
         # linked against torch's OpenMP runtime, not the system's: one thread pool for both
-        subprocess.run([compiler, "-shared", str(obj), "-o", str(lib), str(gomp), f"-Wl,-rpath,{gomp.parent}"],
+        subprocess.run([compiler, "-shared", *objects, "-o", str(lib), str(gomp), f"-Wl,-rpath,{gomp.parent}"],
                        check=True, capture_output=True, timeout=120)
         os.replace(lib, target)  # atomic: a concurrent build of the same key writes the same bytes
     return target
 
 
-def _probe(lib: ctypes.CDLL) -> bool:
+class Kernel:
+    """The loaded library at one width: `pack_weight` and that width's `packed_linear`, and its row limit."""
+
+    def __init__(self, lib: ctypes.CDLL, width: int):
+        self.lib, self.width, self.max_rows = lib, width, MAX_ROWS[width]
+        self.pack_weight = lib.pack_weight
+        self.pack_weight.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                     ctypes.c_int64]
+        self.pack_weight.restype = None
+        self.packed_linear = getattr(lib, f"packed_linear{width}")
+        self.packed_linear.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int] * 2
+        self.packed_linear.restype = None
+
+
+def _probe(kernel: Kernel) -> bool:
     """Whether the kernel computes F.linear, and F.gelu of it (erf and tanh), within 1e-5 on small probes that
-    cover every row count of the tile, a part panel and GELU's whole range."""
+    cover every row count of a tile (1-12), a whole and a part tile of columns and GELU's whole range."""
     generator = torch.Generator().manual_seed(3)
-    for rows, k, n in ((7, 40, 37), (13, 24, 64), (1, 8, 5), (6, 16, 16)):
+    for rows, k, n in [(rows, 24, 37) for rows in range(1, 14)] + [(25, 40, 64), (6, 16, 16), (1, 8, 5)]:
         x, w, b = (torch.randn(rows, k, generator=generator), torch.randn(n, k, generator=generator),
                    torch.randn(n, generator=generator) * 4)
-        packed, want = _pack(lib, w, b), F.linear(x, w, b)
+        packed, want = _pack(kernel, w, b), F.linear(x, w, b)
         for gelu in (None, "none", "tanh"):
-            got = _run(lib, x, packed, torch.get_num_threads(), gelu)
+            got = _run(kernel, x, packed, torch.get_num_threads(), gelu)
             expected = want if gelu is None else F.gelu(want, approximate=gelu)
             if not torch.allclose(got, expected, rtol=0, atol=1e-5):
                 return False
     return True
 
 
-def _load() -> ctypes.CDLL | None:
-    reason = _wanted()
-    if reason is not None:
+def _load() -> Kernel | None:
+    width, reason = _width()
+    if width is None:
         logger.debug("native small-row GEMM not used: %s", reason)
         return None
     try:
-        lib = ctypes.CDLL(str(_build()))
-        lib.pack_weight.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
-        lib.pack_weight.restype = None
-        lib.packed_linear.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int] * 2
-        lib.packed_linear.restype = None
-        if _probe(lib):
-            return lib
-        logger.info("native small-row GEMM does not match F.linear here; not used.")
+        kernel = Kernel(ctypes.CDLL(str(_build())), width)
+        if _probe(kernel):
+            return kernel
+        logger.info("native small-row GEMM (width %d) does not match F.linear here; not used.", width)
     except Exception as error:  # no compiler, a failed build or load, a probe that raised: torch's kernels
         logger.info("native small-row GEMM unavailable (%s); products stay on torch's kernels.", error)
     return None
 
 
-def library() -> ctypes.CDLL | None:
-    """The loaded, checked kernel library, or None (made once per process)."""
+def library() -> Kernel | None:
+    """The loaded, checked kernel, or None (made once per process)."""
     global _lib
     if _lib is _UNCHECKED:
         with _lock:
@@ -291,13 +324,20 @@ def available() -> bool:
     return library() is not None
 
 
-def _pack(lib: ctypes.CDLL, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, int]:
+def max_rows() -> int:
+    """Products of at most this many rows are faster here than on oneDNN (0 where the kernel is unavailable)."""
+    kernel = library()
+    return 0 if kernel is None else kernel.max_rows
+
+
+def _pack(kernel: Kernel, weight: torch.Tensor, bias: torch.Tensor | None
+          ) -> tuple[torch.Tensor, torch.Tensor, int]:
     weight = weight.detach().contiguous().float()
     n, k = weight.shape
-    panels = -(-n // PANEL)
-    packed = torch.empty(panels * PANEL * k)
-    lib.pack_weight(weight.data_ptr(), packed.data_ptr(), n, k)
-    padded = torch.zeros(panels * PANEL)
+    columns = -(-n // TILE_COLUMNS) * TILE_COLUMNS  # whole tiles of either width
+    packed = torch.empty(columns * k)
+    kernel.pack_weight(weight.data_ptr(), packed.data_ptr(), n, k, columns // PANEL)
+    padded = torch.zeros(columns)
     if bias is not None:
         padded[:n] = bias.detach()
     return packed, padded, n
@@ -306,15 +346,15 @@ def _pack(lib: ctypes.CDLL, weight: torch.Tensor, bias: torch.Tensor | None) -> 
 ACTIVATIONS = {None: 0, "none": 1, "tanh": 2}  # F.gelu's `approximate` → the kernel's epilogue
 
 
-def _run(lib: ctypes.CDLL, x: torch.Tensor, packed: tuple[torch.Tensor, torch.Tensor, int], threads: int,
+def _run(kernel: Kernel, x: torch.Tensor, packed: tuple[torch.Tensor, torch.Tensor, int], threads: int,
          gelu: str | None = None) -> torch.Tensor:
     weights, bias, n = packed
     x = x.contiguous()
     k = x.shape[-1]
     rows = x.numel() // k
     out = torch.empty(*x.shape[:-1], n)
-    lib.packed_linear(x.data_ptr(), weights.data_ptr(), bias.data_ptr(), out.data_ptr(), rows, k, n, threads,
-                      ACTIVATIONS[gelu])
+    kernel.packed_linear(x.data_ptr(), weights.data_ptr(), bias.data_ptr(), out.data_ptr(), rows, k, n, threads,
+                         ACTIVATIONS[gelu])
     return out
 
 
