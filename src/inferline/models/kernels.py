@@ -37,8 +37,9 @@ _lock = threading.Lock()
 # thread, while oneDNN wakes the whole thread pool (measured: 13x32x32 takes 4 us vs 13 us, 13x384x384 is even).
 SMALL_PRODUCT = 1 << 21
 # Products of at most `native_gemm.max_rows()` rows (96 at its AVX2 width, 64 at AVX-512's: measured there) go to
-# `native_gemm` where it is available, and of at least this many multiply-adds, where it beats MKL's sgemm too (10x384x384: 38 vs 76 us;
-# 10x128x128: 15 vs 20 us; 13x32x32: 12.5 vs 11 us), which keeps the products under SMALL_PRODUCT otherwise.
+# `native_gemm` where it is available, and of at least this many multiply-adds, where it beats MKL's sgemm too
+# (10x384x384: 38 vs 76 us; 10x128x128: 15 vs 20 us; 13x32x32: 12.5 vs 11 us), which keeps the products under
+# SMALL_PRODUCT otherwise.
 NATIVE_PRODUCT = 1 << 17
 # One row (a decode step) onto a weight of at least this many values goes to `single_row_linear` (below it,
 # e.g. 192x576, both kernels take the same time).
