@@ -12,7 +12,7 @@ Measured, 2 threads, the 24 products of a 6-layer MiniLM (K/N 384/1536) with col
                          15.8-17.6, 140 rows 26.3-30.1 vs 27.3-28.5 (so up to 96 rows);
   Zen 4 AVX-512, width 16: 10 rows 2.4-3.7 vs 3.2-4.5, 20 rows 3.7-5.5 vs 4.3-6.2, 40 rows 5.6-6.3 vs 5.9-7.2,
                          70 rows 8.0-11.2 vs 9.4-10.9, 96 rows 11.2-13.6 vs 11-15 (so up to 64 rows).
-`INFERLINE_NATIVE_GEMM=0` turns it off, `=8` / `=16` picks the width (16 needs AVX-512).
+`INFERLINE_NATIVE_GEMM=0` turns it off, `=8` / `=16` picks the width (16 needs AVX-512), `=1` or unset: the CPU's.
 
 Its threads are torch's: the library links against the OpenMP runtime torch ships (torch/lib/libgomp.so.1),
 which the loader then finds already loaded, so the parallel region reuses torch's pool, with the thread count
@@ -215,7 +215,8 @@ def _width() -> tuple[int | None, str]:
     if setting == "0":
         return None, "INFERLINE_NATIVE_GEMM=0"
     if setting not in ("", "1", "8", "16"):
-        raise ValueError(f"INFERLINE_NATIVE_GEMM={setting!r}: expected 0 (off), 8 or 16 (a width), or unset")
+        raise ValueError(f"INFERLINE_NATIVE_GEMM={setting!r}: expected 0 (off), 8 or 16 (that width), or 1 or unset "
+                         "(the CPU's width)")
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         return None, f"not x86-64 Linux ({platform.system()} {platform.machine()})"
     flags = _cpu_flags()
