@@ -381,35 +381,94 @@ def test_one_thread_is_this_threads_only(two_threads):
     assert torch.get_num_threads() == before and inside in (1, before)
 
 
+BLOCKS = ["aten", "native8", "native16"]
+
+
+def use_block(path: str, monkeypatch) -> None:
+    """A small unpadded BERT block runs as one call: aten's whole-block op ("aten": our kernel off) or our own
+    kernel's at a width; skipped where this machine cannot run it."""
+    use_kernel("onednn" if path == "aten" else path, monkeypatch)
+
+
+def count_blocks(path: str, monkeypatch) -> list:
+    """Each whole-block call of `path` appends to the list returned."""
+    from inferline.models import kernels, native_gemm
+
+    calls = []
+    if path == "aten":
+        op = kernels.whole_layer_op()
+        assert op is not None
+        monkeypatch.setattr(kernels, "_layer_op", lambda *a: calls.append(1) or op(*a))
+    else:
+        real = native_gemm.post_norm_block
+        monkeypatch.setattr(native_gemm, "post_norm_block", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+@pytest.mark.parametrize("block", BLOCKS)
 @pytest.mark.parametrize("arch,whole", [("bert", True), ("distilbert", True), ("electra", True), ("roberta", True),
                                         ("deberta-v2", False)])
-def test_whole_block_op_equals_transformers(arch, whole, checkpoint, monkeypatch):
-    """An unpadded small input runs each plain BERT block as one aten call (DeBERTa's disentangled attention never
-    does); the logits equal transformers' and the module-by-module path's."""
+@pytest.mark.parametrize("batch", [1, 3])
+def test_whole_block_equals_transformers(arch, whole, block, batch, checkpoint, monkeypatch):
+    """An unpadded small input runs each plain BERT block as one call, aten's or our kernel's (DeBERTa's
+    disentangled attention never does); the logits equal transformers' and the module-by-module path's."""
     import transformers
 
-    from inferline.models import kernels, post_norm
+    from inferline.models import native_gemm, post_norm
     from inferline.models.registry import load_model
 
+    use_block(block, monkeypatch)
     head = "token-classification"
     path = checkpoint(arch, head)
     ours = load_model(path, head)
     theirs = transformers.AutoModelForTokenClassification.from_pretrained(path).eval()
-    ids = torch.randint(5, 60, (1, 11), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(5, 60, (batch, 11), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
-    op = kernels.whole_layer_op()
-    assert op is not None
-    calls = []
-    monkeypatch.setattr(kernels, "_layer_op", lambda *a: calls.append(1) or op(*a))
+    calls = count_blocks(block, monkeypatch)
     with torch.inference_mode():
         got = ours(ids, mask)
         expected = theirs(input_ids=ids, attention_mask=mask).logits
         monkeypatch.setattr(post_norm, "SMALL_LAYER", 0)  # every block module by module
+        monkeypatch.setattr(native_gemm, "block_rows", lambda: 0)
         modules = ours(ids, mask)
     blocks = sum(isinstance(m, post_norm.PostNormEncoderLayer) for m in ours.modules())
     assert blocks and len(calls) == (blocks if whole else 0)
     assert_same(got, expected)
     assert_same(got, modules, atol=1e-5)
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new", "relu"])
+@pytest.mark.parametrize("kernel", ["native8", "native16"])
+def test_native_block_equals_the_modules(act, kernel, monkeypatch):
+    """Our kernel's block, each activation BERT's relatives use, heads of 8 and 64 columns, 1 to 64 rows (one
+    vector of keys and several), equals the module-by-module forward (FastLinear on F.linear)."""
+    from inferline.models import native_gemm, post_norm
+
+    use_kernel(kernel, monkeypatch)
+    generator = torch.Generator().manual_seed(1)
+    for hidden, heads, inner, shape in ((32, 4, 37, (1, 13)), (128, 2, 300, (2, 17)), (64, 1, 64, (1, 64)),
+                                        (48, 6, 96, (4, 1))):
+        torch.manual_seed(hidden)
+        layer = post_norm.PostNormEncoderLayer(hidden, heads, inner, act, 1e-12).eval()
+        for name, p in layer.named_parameters():  # LayerNorms away from (1, 0), so a wrong one shows
+            p.data += torch.randn(p.shape, generator=generator) * 0.1
+        x = torch.randn(*shape, hidden, generator=generator)
+        calls = count_blocks(kernel, monkeypatch)
+        with torch.inference_mode():
+            got = layer(x, None)
+            with monkeypatch.context() as off:
+                off.setattr(native_gemm, "block_rows", lambda: 0)
+                off.setattr(post_norm, "SMALL_LAYER", 0)
+                expected = layer(x, None)
+        assert calls == [1]
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    rows = native_gemm.block_rows()
+    x = torch.randn(1, rows + 1, 32, generator=generator)  # over its row limit: module by module
+    calls = count_blocks(kernel, monkeypatch)
+    layer = post_norm.PostNormEncoderLayer(32, 4, 37, act, 1e-12).eval()
+    with torch.inference_mode():
+        layer(x, None)
+    assert calls == []
 
 
 def test_whole_block_op_rejected_when_it_fails_its_probe(monkeypatch):
@@ -422,6 +481,7 @@ def test_whole_block_op_rejected_when_it_fails_its_probe(monkeypatch):
     def raises(*args):
         raise RuntimeError("changed signature")
 
+    use_block("aten", monkeypatch)
     layer = PostNormEncoderLayer(32, 4, 48, "gelu", 1e-12).eval()
     x = torch.randn(1, 7, 32)
     for op in (wrong, raises, None):
@@ -429,16 +489,18 @@ def test_whole_block_op_rejected_when_it_fails_its_probe(monkeypatch):
         monkeypatch.setattr(kernels, "_layer_op", kernels._UNCHECKED)
         assert kernels.whole_layer_op() is None
         with torch.inference_mode():
-            assert layer._whole(x) is None
+            assert layer._whole(x, False) is None
             out = layer(x, None)
         assert torch.isfinite(out).all() and not torch.equal(out, x)
 
 
-def test_whole_block_follows_the_weights(monkeypatch):
-    """The concatenated q/k/v projection is made again when q, k or v is changed in place, given new .data or
-    replaced; the state dict never sees it."""
-    from inferline.models import post_norm
+@pytest.mark.parametrize("block", BLOCKS)
+def test_whole_block_follows_the_weights(block, monkeypatch):
+    """The concatenated (aten) or packed (our kernel) q/k/v projection and packed weights are made again when a
+    weight is changed in place, given new .data or replaced; the state dict never sees them."""
+    from inferline.models import native_gemm, post_norm
 
+    use_block(block, monkeypatch)
     torch.manual_seed(0)
     layer = post_norm.PostNormEncoderLayer(32, 4, 48, "relu", 1e-12).eval()
     keys = set(layer.state_dict())
@@ -446,10 +508,11 @@ def test_whole_block_follows_the_weights(monkeypatch):
 
     def check():
         with torch.inference_mode():
-            fused = layer._whole(x)
-            monkeypatch.setattr(post_norm, "SMALL_LAYER", 0)
-            expected = layer(x, None)
-            monkeypatch.undo()
+            fused = layer._whole(x, block != "aten")
+            with monkeypatch.context() as off:
+                off.setattr(post_norm, "SMALL_LAYER", 0)
+                off.setattr(native_gemm, "block_rows", lambda: 0)
+                expected = layer(x, None)
         assert fused is not None
         torch.testing.assert_close(fused, expected, rtol=0, atol=1e-5)
 
@@ -461,6 +524,11 @@ def test_whole_block_follows_the_weights(monkeypatch):
     layer.attention.self.value.bias.data = torch.randn(32)
     check()
     layer.attention.self.key.weight = nn.Parameter(torch.randn(32, 32))
+    check()
+    layer.output.dense.weight = nn.Parameter(torch.randn(32, 48))
+    check()
+    with torch.no_grad():
+        layer.output.LayerNorm.weight.mul_(3)
     check()
     assert set(layer.state_dict()) == keys
 

@@ -71,6 +71,56 @@ def test_refused_when_its_probe_fails(forced, monkeypatch):
     assert not native_gemm.available()
 
 
+def test_relu_epilogue(forced):
+    x = torch.linspace(-3, 3, 16 * 7).view(-1, 16)
+    torch.testing.assert_close(forced.linear(x, forced.pack(torch.eye(16), None), "relu"), F.relu(x), rtol=0, atol=0)
+
+
+def _block_case(B, T, C, H, I, seed, spread=1.0):
+    generator = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, scale=0.1):
+        return torch.randn(*shape, generator=generator) * scale
+
+    x = rand(B, T, C, scale=spread)
+    weights = [(rand(3 * C, C), rand(3 * C)), (rand(C, C), rand(C)), (rand(I, C), rand(I)), (rand(C, I), rand(C))]
+    norms = [(1 + rand(C), rand(C), 1e-12), (1 + rand(C), rand(C), 1e-6)]
+    return x, weights, norms
+
+
+@pytest.mark.parametrize("B,T,C,H,I", [(1, 1, 16, 2, 24), (1, 13, 32, 4, 37), (2, 17, 96, 3, 200),
+                                       (1, 128, 384, 12, 1536), (3, 40, 64, 1, 64)])
+@pytest.mark.parametrize("act", ["none", "tanh", "relu"])
+def test_block_matches_public_ops(forced, B, T, C, H, I, act):
+    """post_norm_block against the block in F.linear / SDPA / F.layer_norm: one token, heads narrower than a
+    vector, several batch rows, the longest rows it takes, one head."""
+    x, weights, norms = _block_case(B, T, C, H, I, B * T + C)
+    packed = [forced.pack(w, b) for w, b in weights]
+    scale = (C // H) ** -0.5
+    got = forced.post_norm_block(x, H, scale, packed[0], packed[1], norms[0], packed[2], act, packed[3], norms[1])
+    want = native_gemm._reference_block(x, H, scale, weights[0], weights[1], norms[0], weights[2], act,
+                                        weights[3], norms[1])
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+
+
+def test_block_softmax_of_large_scores(forced):
+    """Scores of several hundred (a peaked softmax, exp far below zero for most keys) stay finite and exact."""
+    x, weights, norms = _block_case(1, 21, 32, 2, 40, 7, spread=30.0)
+    packed = [forced.pack(w, b) for w, b in weights]
+    got = forced.post_norm_block(x, 2, 4.0, packed[0], packed[1], norms[0], packed[2], "none", packed[3], norms[1])
+    want = native_gemm._reference_block(x, 2, 4.0, weights[0], weights[1], norms[0], weights[2], "none",
+                                        weights[3], norms[1])
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+
+
+def test_refused_when_its_block_fails_the_probe(forced, monkeypatch):
+    real = native_gemm._block
+    monkeypatch.setattr(native_gemm, "_block", lambda *args: real(*args) * 1.001)
+    monkeypatch.setattr(native_gemm, "_lib", native_gemm._UNCHECKED)
+    assert not native_gemm.available() and native_gemm.block_rows() == 0
+
+
 def test_width_follows_the_cpu_unless_set(monkeypatch):
     monkeypatch.setattr(native_gemm, "_cpu_flags", lambda: {"avx2", "fma", "avx512f"})
     for setting, width in (("", 16), ("1", 16), ("8", 8), ("16", 16), ("0", None)):

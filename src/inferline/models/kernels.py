@@ -169,10 +169,7 @@ class FastLinear(nn.Linear):
         if x.numel() == x.shape[-1] and weight.numel() >= SINGLE_ROW_PRODUCT:  # a decode step's one row
             return _then_gelu(single_row_linear(x, weight, self.bias), gelu)
         if x.numel() <= native_gemm.max_rows() * x.shape[-1]:
-            bias = self.bias
-            packed = derived(self, "_native_weight", (weight,) if bias is None else (weight, bias),
-                             lambda: native_gemm.pack(weight, bias))
-            return native_gemm.linear(x, packed, gelu)
+            return native_gemm.linear(x, native_packed(self), gelu)
         op = _op if _op is not _UNCHECKED else onednn_linear()
         if op is None or product < SMALL_PRODUCT:
             return _then_gelu(F.linear(x, weight, self.bias), gelu)
@@ -186,6 +183,30 @@ class FastLinear(nn.Linear):
         if _pack is None:
             return weight
         return derived(self, "_packed_weight", (weight,), lambda: _pack(weight.detach()))
+
+
+def native_packed(linear: nn.Linear) -> tuple:
+    """`linear`'s weight and bias in `native_gemm`'s layout, packed once beside the parameters (again when one
+    changed). Needs `native_gemm.available()`."""
+    weight, bias = linear._parameters["weight"], linear._parameters["bias"]
+    return derived(linear, "_native_weight", (weight,) if bias is None else (weight, bias),
+                   lambda: native_gemm.pack(weight, bias))
+
+
+def native_fused(linears: Sequence[nn.Linear]) -> tuple:
+    """The concatenated weights and biases of `linears` (q, k, v; a missing bias counts as zeros) in
+    `native_gemm`'s layout, packed once and kept on the first (again when one changed)."""
+    params = [linear._parameters for linear in linears]
+    weights, biases = [p["weight"] for p in params], [p["bias"] for p in params]
+    return derived(linears[0], "_fused_native", weights + [b for b in biases if b is not None],
+                   lambda: native_gemm.pack(torch.cat(weights), _concatenated_bias(weights, biases)))
+
+
+def _concatenated_bias(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None]
+                       ) -> torch.Tensor | None:
+    """The biases of products concatenated along their outputs, a missing one as zeros; None if all are."""
+    return None if all(b is None for b in biases) else torch.cat(
+        [b if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
 
 
 def _then_gelu(x: torch.Tensor, gelu: str | None) -> torch.Tensor:
@@ -210,20 +231,13 @@ def fused_linears(x: torch.Tensor, linears: tuple[FastLinear, ...]) -> tuple[tor
         return None
     biases = [p["bias"] for p in params]
     sources, sizes = weights + [b for b in biases if b is not None], [w.shape[0] for w in weights]
-
-    def concatenated_bias() -> torch.Tensor | None:  # a missing bias counts as zeros
-        return None if all(b is None for b in biases) else torch.cat(
-            [b if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
-
     if x.numel() <= native_gemm.max_rows() * x.shape[-1]:
-        packed = derived(linears[0], "_fused_native", sources,
-                         lambda: native_gemm.pack(torch.cat(weights), concatenated_bias()))
-        return native_gemm.linear(x, packed).split(sizes, dim=-1)
+        return native_gemm.linear(x, native_fused(linears)).split(sizes, dim=-1)
     op = _op if _op is not _UNCHECKED else onednn_linear()
     if op is None or _pack is None or x.numel() * out < SMALL_PRODUCT:
         return None
     packed, bias = derived(linears[0], "_fused_linears", sources,
-                           lambda: (_pack(torch.cat(weights)), concatenated_bias()))
+                           lambda: (_pack(torch.cat(weights)), _concatenated_bias(weights, biases)))
     return op(x, packed, bias, "none", [], "").split(sizes, dim=-1)
 
 

@@ -1,7 +1,7 @@
 """The post-norm encoder block of BERT and its relatives (RoBERTa, DistilBERT, ELECTRA, DeBERTa's with its own
 attention, LayoutLMv3, BLIP's text decoder with cross-attention), built from layers.py: attention and
-feed-forward, each followed by residual + LayerNorm. A small unpadded block runs as one aten call
-(`kernels.post_norm_layer`)."""
+feed-forward, each followed by residual + LayerNorm. A small unpadded block runs as one call: our own kernel's
+(`native_gemm.post_norm_block`) up to its row limit, else aten's (`kernels.post_norm_layer`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cache import KVCache
-from .kernels import SMALL_LAYER, FastLinear, derived, post_norm_layer
-from .layers import MLP, Attention
+from . import native_gemm
+from .kernels import SMALL_LAYER, FastLinear, derived, native_fused, native_packed, post_norm_layer
+from .layers import MLP, Attention, _gelu_tanh
 
 
 class DenseResidualNorm(nn.Module):
@@ -64,43 +65,57 @@ class PostNormEncoderLayer(nn.Module):
                                                    layer_idx=layer_idx, linear=linear), linear)
         self.intermediate = MLP(hidden_size, intermediate_size, act, names=("dense", None), linear=linear)
         self.output = DenseResidualNorm(intermediate_size, hidden_size, eps, linear)
-        # the plain BERT block (its own attention, GELU or ReLU, no cross-attention) may run as one aten call
-        self._one_call = self_attention is None and cross_size is None and self.intermediate.act in (F.gelu, F.relu)
+        # the plain BERT block (its own attention, no cross-attention, GELU or ReLU) may run as one call
+        self._block_act = {F.gelu: "none", _gelu_tanh: "tanh", F.relu: "relu"}.get(self.intermediate.act) \
+            if self_attention is None and cross_size is None else None
         self._dense = 4 * hidden_size * hidden_size + 2 * hidden_size * intermediate_size
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *extra, cross: tuple | None = None) -> torch.Tensor:
         """cross (decoder layers): (encoder output (B, S, C_src), its additive mask or None, the KVCache or None)."""
-        if self._one_call and mask is None and not extra and x.numel() // x.shape[-1] * self._dense < SMALL_LAYER:
-            out = self._whole(x)
-            if out is not None:
-                return out
+        if self._block_act is not None and mask is None and not extra:
+            rows = x.numel() // x.shape[-1]
+            native = rows <= native_gemm.block_rows()
+            if native or rows * self._dense < SMALL_LAYER:
+                out = self._whole(x, native)
+                if out is not None:
+                    return out
         x = self.attention(x, mask, *extra)
         if cross is not None:
             source, source_mask, cache = cross
             x = self.crossattention(x, source_mask, cache, source)
         return self.output(self.intermediate(x), x)
 
-    def _whole(self, x: torch.Tensor) -> torch.Tensor | None:
-        """This block in one aten call (`post_norm_layer`) for a small unpadded float32 CPU input without
-        autograd, else None. q/k/v go in as one projection, concatenated beside the parameters (`derived`),
-        so the state dict is unchanged. The lookups are plain dict reads: this runs on every small request."""
+    def _whole(self, x: torch.Tensor, native: bool) -> torch.Tensor | None:
+        """This block in one call for a small unpadded float32 CPU input without autograd, else None: our
+        kernel's (`native`: its weights packed beside the parameters, shared with the FastLinears' own) or
+        aten's (`post_norm_layer`: q/k/v concatenated beside the parameters, `derived`). The state dict is
+        unchanged. The lookups are plain dict reads: this runs on every small request."""
         if not x.is_cpu or x.dtype != torch.float32:
             return None
         modules = self.__dict__.get("_whole_modules")
         if modules is None:
             proj = self.attention.self._modules
             modules = self.__dict__["_whole_modules"] = (
-                proj["query"]._parameters, proj["key"]._parameters, proj["value"]._parameters,
-                self.attention.output.dense, self.attention.output.LayerNorm, self.intermediate.dense,
-                self.output.dense, self.output.LayerNorm)
-        q, k, v = modules[:3]
+                proj["query"], proj["key"], proj["value"], self.attention.output.dense,
+                self.attention.output.LayerNorm, self.intermediate.dense, self.output.dense, self.output.LayerNorm)
+        q, k, v = (m._parameters for m in modules[:3])
         sources = (q["weight"], k["weight"], v["weight"], q["bias"], k["bias"], v["bias"])
-        if sources[0].dtype != torch.float32 or modules[4].eps != modules[7].eps \
-                or (torch.is_grad_enabled() and sources[0].requires_grad):
+        if sources[0].dtype != torch.float32 or (torch.is_grad_enabled() and sources[0].requires_grad):
+            return None
+        norm1, norm2 = modules[4], modules[7]
+        if any(p is None or p.dtype != torch.float32 for p in (norm1.weight, norm1.bias, norm2.weight, norm2.bias)):
+            return None
+        if native:
+            attention = self.attention.self
+            scale = attention.scale if attention.scale is not None else attention.head_dim ** -0.5
+            return native_gemm.post_norm_block(
+                x, attention.num_heads, scale, native_fused(modules[:3]), native_packed(modules[3]),
+                (norm1.weight, norm1.bias, norm1.eps), native_packed(modules[5]), self._block_act,
+                native_packed(modules[6]), (norm2.weight, norm2.bias, norm2.eps))
+        if self._block_act == "tanh" or norm1.eps != norm2.eps:
             return None
         qkv = derived(self, "_qkv", sources, lambda: (torch.cat(sources[:3]), torch.cat(sources[3:])))
-        return post_norm_layer(x, self.attention.self.num_heads, qkv, *modules[3:],
-                               self.intermediate.act is F.gelu)
+        return post_norm_layer(x, self.attention.self.num_heads, qkv, *modules[3:], self._block_act == "none")
 
 
 class PostNormEncoder(nn.Module):
