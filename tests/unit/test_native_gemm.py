@@ -97,7 +97,8 @@ def test_block_matches_public_ops(forced, B, T, C, H, I, act):
     x, weights, norms = _block_case(B, T, C, H, I, B * T + C)
     packed = [forced.pack(w, b) for w, b in weights]
     scale = (C // H) ** -0.5
-    got = forced.post_norm_block(x, H, scale, packed[0], packed[1], norms[0], packed[2], act, packed[3], norms[1])
+    block = forced.block_weights(H, scale, packed[0], packed[1], norms[0], packed[2], act, packed[3], norms[1])
+    got = forced.post_norm_block(x, block)
     want = native_gemm._reference_block(x, H, scale, weights[0], weights[1], norms[0], weights[2], act,
                                         weights[3], norms[1])
     torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
@@ -107,7 +108,8 @@ def test_block_softmax_of_large_scores(forced):
     """Scores of several hundred (a peaked softmax, exp far below zero for most keys) stay finite and exact."""
     x, weights, norms = _block_case(1, 21, 32, 2, 40, 7, spread=30.0)
     packed = [forced.pack(w, b) for w, b in weights]
-    got = forced.post_norm_block(x, 2, 4.0, packed[0], packed[1], norms[0], packed[2], "none", packed[3], norms[1])
+    block = forced.block_weights(2, 4.0, packed[0], packed[1], norms[0], packed[2], "none", packed[3], norms[1])
+    got = forced.post_norm_block(x, block)
     want = native_gemm._reference_block(x, 2, 4.0, weights[0], weights[1], norms[0], weights[2], "none",
                                         weights[3], norms[1])
     assert torch.isfinite(got).all()

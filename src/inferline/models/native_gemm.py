@@ -281,33 +281,39 @@ static void attend(const float *qkv, float *ctx, int64_t B, int64_t T, int64_t C
     }
 }
 
+/* The weights of a BERT block: packed by pack_weight (q/k/v as one product, rows [q; k; v]), LayerNorms as
+   weight, bias, eps; act as tile's (the feed-forward's) */
+typedef struct {
+    int64_t C, H, I;
+    float scale, eps1, eps2;
+    int act;
+    const float *wqkv, *bqkv, *wo, *bo, *g1, *beta1, *wup, *bup, *wdown, *bdown, *g2, *beta2;
+} block_weights;
+
 /* The BERT block over x (B, T, C) with no padding, in one parallel region (a barrier between steps):
    qkv = x Wqkv + b; ctx = attention; h = LayerNorm1(x + ctx Wo + bo); y = LayerNorm2(h + act(h Wup + bu) Wdown
-   + bd). Weights packed by pack_weight, act as tile's; `work`: B T (6C + I) + threads (C / H + 1) Tp floats. */
-void NAME(post_norm_block)(const float *x, float *y, float *work, int64_t B, int64_t T, int64_t C, int64_t H,
-                           int64_t I, float scale, const float *wqkv, const float *bqkv, const float *wo,
-                           const float *bo, const float *g1, const float *beta1, float eps1, const float *wup,
-                           const float *bup, const float *wdown, const float *bdown, const float *g2,
-                           const float *beta2, float eps2, int act, int threads) {
-    int64_t M = B * T, Tp = (T + W - 1) / W * W;
+   + bd). `work`: B T (6C + I) + threads (C / H + 1) Tp floats. */
+void NAME(post_norm_block)(const float *x, float *y, float *work, int64_t B, int64_t T, const block_weights *p,
+                           int threads) {
+    int64_t C = p->C, I = p->I, M = B * T, Tp = (T + W - 1) / W * W;
     float *qkv = work, *ctx = qkv + M * 3 * C, *h = ctx + M * C, *inner = h + M * C, *out = inner + M * I;
     float *scratch = out + M * C;
     #pragma omp parallel num_threads(threads)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        product(x, wqkv, bqkv, qkv, M, C, 3 * C, 0, t, nt);
+        product(x, p->wqkv, p->bqkv, qkv, M, C, 3 * C, 0, t, nt);
         #pragma omp barrier
-        attend(qkv, ctx, B, T, C, H, scale, scratch + t * (C / H + 1) * Tp, t, nt);
+        attend(qkv, ctx, B, T, C, p->H, p->scale, scratch + t * (C / p->H + 1) * Tp, t, nt);
         #pragma omp barrier
-        product(ctx, wo, bo, out, M, C, C, 0, t, nt);
+        product(ctx, p->wo, p->bo, out, M, C, C, 0, t, nt);
         #pragma omp barrier
-        add_norm(x, out, g1, beta1, eps1, h, M, C, t, nt);
+        add_norm(x, out, p->g1, p->beta1, p->eps1, h, M, C, t, nt);
         #pragma omp barrier
-        product(h, wup, bup, inner, M, C, I, act, t, nt);
+        product(h, p->wup, p->bup, inner, M, C, I, p->act, t, nt);
         #pragma omp barrier
-        product(inner, wdown, bdown, out, M, I, C, 0, t, nt);
+        product(inner, p->wdown, p->bdown, out, M, I, C, 0, t, nt);
         #pragma omp barrier
-        add_norm(h, out, g2, beta2, eps2, y, M, C, t, nt);
+        add_norm(h, out, p->g2, p->beta2, p->eps2, y, M, C, t, nt);
     }
 }
 """
@@ -398,10 +404,29 @@ class Kernel:
         self.packed_linear.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int] * 2
         self.packed_linear.restype = None
         self.post_norm_block = getattr(lib, f"post_norm_block{width}")
-        f, p, i = ctypes.c_float, ctypes.c_void_p, ctypes.c_int64
-        self.post_norm_block.argtypes = [p, p, p, i, i, i, i, i, f, p, p, p, p, p, p, f, p, p, p, p, p, p, f,
-                                         ctypes.c_int, ctypes.c_int]
+        self.post_norm_block.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 2 + [ctypes.c_void_p, ctypes.c_int]
         self.post_norm_block.restype = None
+
+
+class _BlockWeights(ctypes.Structure):
+    _fields_ = ([(name, ctypes.c_int64) for name in ("C", "H", "I")]
+                + [(name, ctypes.c_float) for name in ("scale", "eps1", "eps2")] + [("act", ctypes.c_int)]
+                + [(name, ctypes.c_void_p) for name in ("wqkv", "bqkv", "wo", "bo", "g1", "beta1", "wup", "bup",
+                                                        "wdown", "bdown", "g2", "beta2")])
+
+
+class BlockWeights:
+    """A BERT block's weights for `post_norm_block`: the C structure of their addresses, and the tensors
+    themselves (kept alive while it is)."""
+
+    def __init__(self, heads: int, scale: float, qkv, proj, norm1, up, act: str, down, norm2):
+        norms = [t.detach().contiguous().float() for t in (*norm1[:2], *norm2[:2])]
+        self.tensors = (qkv, proj, up, down, norms)
+        self.hidden, self.heads, self.inner = proj[2], heads, up[2]
+        self.struct = _BlockWeights(
+            proj[2], heads, up[2], scale, norm1[2], norm2[2], ACTIVATIONS[act],
+            *(t.data_ptr() for t in (*qkv[:2], *proj[:2], *norms[:2], *up[:2], *down[:2], *norms[2:])))
+        self.ref = ctypes.byref(self.struct)
 
 
 def _probe(kernel: Kernel) -> bool:
@@ -447,8 +472,8 @@ def _probe_block(kernel: Kernel) -> bool:
         packed = [_pack(kernel, w, b) for w, b in weights]
         for act in ("none", "tanh", "relu"):
             scale = 0.7 if act == "relu" else (C // H) ** -0.5
-            got = _block(kernel, x, H, scale, packed[0], packed[1], norms[0], packed[2], act, packed[3], norms[1],
-                         torch.get_num_threads())
+            block = BlockWeights(H, scale, packed[0], packed[1], norms[0], packed[2], act, packed[3], norms[1])
+            got = _block(kernel, x, block, torch.get_num_threads())
             want = _reference_block(x, H, scale, weights[0], weights[1], norms[0], weights[2], act, weights[3],
                                     norms[1])
             if not torch.allclose(got, want, rtol=0, atol=1e-5):
@@ -539,27 +564,28 @@ def linear(x: torch.Tensor, packed: tuple[torch.Tensor, torch.Tensor, int], gelu
     return _run(library(), x, packed, torch.get_num_threads(), gelu)
 
 
-def _block(kernel: Kernel, x: torch.Tensor, heads: int, scale: float, qkv, proj, norm1, up, act: str, down, norm2,
-           threads: int) -> torch.Tensor:
+def block_weights(heads: int, scale: float, qkv, proj, norm1, up, act: str, down, norm2) -> BlockWeights:
+    """A BERT block's weights for `post_norm_block`: qkv/proj/up/down `pack`ed (weight, bias) (qkv's weight
+    (3C, C), rows [q; k; v], heads of C / heads each); norm1/norm2 (weight, bias, eps); act "none" (GELU, erf),
+    "tanh" (GELU, tanh) or "relu"; `scale` multiplies q k^T."""
+    return BlockWeights(heads, scale, qkv, proj, norm1, up, act, down, norm2)
+
+
+def _block(kernel: Kernel, x: torch.Tensor, weights: BlockWeights, threads: int) -> torch.Tensor:
     B, T, C = x.shape
-    inner, padded = up[2], -(-T // kernel.width) * kernel.width
+    if C != weights.hidden:
+        raise ValueError(f"post_norm_block: x has {C} channels, the block's weights {weights.hidden}.")
+    padded = -(-T // kernel.width) * kernel.width
     x = x.contiguous()
     out = torch.empty(B, T, C)
-    work = torch.empty(B * T * (6 * C + inner) + threads * (C // heads + 1) * padded)
-    kernel.post_norm_block(x.data_ptr(), out.data_ptr(), work.data_ptr(), B, T, C, heads, inner, scale,
-                           qkv[0].data_ptr(), qkv[1].data_ptr(), proj[0].data_ptr(), proj[1].data_ptr(),
-                           norm1[0].data_ptr(), norm1[1].data_ptr(), norm1[2], up[0].data_ptr(), up[1].data_ptr(),
-                           down[0].data_ptr(), down[1].data_ptr(), norm2[0].data_ptr(), norm2[1].data_ptr(),
-                           norm2[2], ACTIVATIONS[act], threads)
+    work = torch.empty(B * T * (6 * C + weights.inner) + threads * (C // weights.heads + 1) * padded)
+    kernel.post_norm_block(x.data_ptr(), out.data_ptr(), work.data_ptr(), B, T, weights.ref, threads)
     return out
 
 
-def post_norm_block(x: torch.Tensor, heads: int, scale: float, qkv, proj, norm1, up, act: str, down, norm2
-                    ) -> torch.Tensor:
+def post_norm_block(x: torch.Tensor, weights: BlockWeights) -> torch.Tensor:
     """The BERT block over float32 CPU x (B, T, C) with no padding, in one call:
-    h = LayerNorm1(x + proj(softmax(q k^T * scale) v)) with q/k/v from the one projection `qkv`, then
-    LayerNorm2(h + down(act(up(h)))). qkv/proj/up/down: `pack`ed (weight, bias) (qkv's weight (3C, C), rows
-    [q; k; v], heads of C / heads each); norm1/norm2: (weight, bias, eps) float32 tensors and a float;
-    act: "none" (GELU, erf), "tanh" (GELU, tanh) or "relu". Needs `available()`; worth it for at most
-    `block_rows()` rows B * T. On torch's thread count for this thread."""
-    return _block(library(), x, heads, scale, qkv, proj, norm1, up, act, down, norm2, torch.get_num_threads())
+    h = LayerNorm1(x + proj(softmax(q k^T * scale) v)), then LayerNorm2(h + down(act(up(h)))), on `weights`
+    (`block_weights`). Needs `available()`; worth it for at most `block_rows()` rows B * T. On torch's thread
+    count for this thread."""
+    return _block(library(), x, weights, torch.get_num_threads())

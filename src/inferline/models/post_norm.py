@@ -102,20 +102,28 @@ class PostNormEncoderLayer(nn.Module):
         sources = (q["weight"], k["weight"], v["weight"], q["bias"], k["bias"], v["bias"])
         if sources[0].dtype != torch.float32 or (torch.is_grad_enabled() and sources[0].requires_grad):
             return None
-        norm1, norm2 = modules[4], modules[7]
-        if any(p is None or p.dtype != torch.float32 for p in (norm1.weight, norm1.bias, norm2.weight, norm2.bias)):
+        norm1, norm2 = modules[4]._parameters, modules[7]._parameters
+        norms = (norm1["weight"], norm1["bias"], norm2["weight"], norm2["bias"])
+        if any(p is None or p.dtype != torch.float32 for p in norms):
             return None
         if native:
-            attention = self.attention.self
-            scale = attention.scale if attention.scale is not None else attention.head_dim ** -0.5
-            return native_gemm.post_norm_block(
-                x, attention.num_heads, scale, native_fused(modules[:3]), native_packed(modules[3]),
-                (norm1.weight, norm1.bias, norm1.eps), native_packed(modules[5]), self._block_act,
-                native_packed(modules[6]), (norm2.weight, norm2.bias, norm2.eps))
-        if self._block_act == "tanh" or norm1.eps != norm2.eps:
+            rest = [t for m in (modules[3], modules[5], modules[6]) for t in m._parameters.values() if t is not None]
+            weights = derived(self, "_native_block", [t for t in sources if t is not None] + rest + list(norms),
+                              lambda: self._block_weights(modules))
+            return native_gemm.post_norm_block(x, weights)
+        if self._block_act == "tanh" or modules[4].eps != modules[7].eps:
             return None
         qkv = derived(self, "_qkv", sources, lambda: (torch.cat(sources[:3]), torch.cat(sources[3:])))
         return post_norm_layer(x, self.attention.self.num_heads, qkv, *modules[3:], self._block_act == "none")
+
+    def _block_weights(self, modules: tuple) -> native_gemm.BlockWeights:
+        """This block's weights for our kernel: packed once, shared with the FastLinears' own packs."""
+        attention, norm1, norm2 = self.attention.self, modules[4], modules[7]
+        scale = attention.scale if attention.scale is not None else attention.head_dim ** -0.5
+        return native_gemm.block_weights(
+            attention.num_heads, scale, native_fused(modules[:3]), native_packed(modules[3]),
+            (norm1.weight, norm1.bias, norm1.eps), native_packed(modules[5]), self._block_act,
+            native_packed(modules[6]), (norm2.weight, norm2.bias, norm2.eps))
 
 
 class PostNormEncoder(nn.Module):
