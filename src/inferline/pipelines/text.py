@@ -121,10 +121,12 @@ def encode_many(pipe, texts: list, text_pairs: list | None = None, truncation=No
 
 
 def encoding_tensors(encoding, names=("input_ids", "attention_mask", "token_type_ids")) -> dict[str, torch.Tensor]:
-    """A tokenizers Encoding → 1-D int64 tensors under the model's input names."""
-    values = {"input_ids": encoding.ids, "attention_mask": encoding.attention_mask,
-              "token_type_ids": encoding.type_ids}
-    return {k: int64_tensor(values[k]) for k in names if k in values}
+    """A tokenizers Encoding → 1-D int64 tensors under the model's input names (each list read from the Rust
+    encoding only when the model takes it)."""
+    return {k: int64_tensor(getattr(encoding, _ENCODING_FIELDS[k])) for k in names if k in _ENCODING_FIELDS}
+
+
+_ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
 
 
 def int64_tensor(values: list[int]) -> torch.Tensor:
