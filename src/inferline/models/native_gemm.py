@@ -1,5 +1,6 @@
 """A small-row float32 matrix product of our own, in C, compiled once per machine with the system's C compiler and
-loaded with ctypes: `available()`, `max_rows()`, `pack(weight, bias)`, `linear(x, packed, gelu)`.
+loaded with ctypes: `available()`, `max_rows()`, `pack(weight, bias)`, `linear(x, packed, gelu)`; and on it a whole
+BERT block in one call: `block_rows()`, `block_weights(...)`, `post_norm_block(x, weights)`.
 
 Why: for a few rows against a weight read once from memory (an encoder at batch size 1: 10-100 tokens), oneDNN's
 brgemm and MKL's sgemm fall behind ONNX Runtime's MLAS (1.3-1.9x on an AVX2 AMD EPYC). This kernel keeps a tile of
@@ -12,6 +13,9 @@ Measured, 2 threads, the 24 products of a 6-layer MiniLM (K/N 384/1536) with col
                          15.8-17.6, 140 rows 26.3-30.1 vs 27.3-28.5 (so up to 96 rows);
   Zen 4 AVX-512, width 16: 10 rows 2.4-3.7 vs 3.2-4.5, 20 rows 3.7-5.5 vs 4.3-6.2, 40 rows 5.6-6.3 vs 5.9-7.2,
                          70 rows 8.0-11.2 vs 9.4-10.9, 96 rows 11.2-13.6 vs 11-15 (so up to 64 rows).
+The block (q/k/v product, attention, output product, residual + LayerNorm, feed-forward, residual + LayerNorm)
+runs in one OpenMP parallel region with a barrier between steps: no Python, no aten dispatch and no pool wake-up
+between its ten or so operations, which at a few dozen tokens took a quarter of MiniLM's forward (BLOCK_ROWS).
 `INFERLINE_NATIVE_GEMM=0` turns it off, `=8` / `=16` picks the width (16 needs AVX-512), `=1` or unset: the CPU's.
 
 Its threads are torch's: the library links against the OpenMP runtime torch ships (torch/lib/libgomp.so.1),
