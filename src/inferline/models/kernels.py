@@ -14,13 +14,12 @@ the difference.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -461,16 +460,16 @@ def _thread_controls() -> tuple | None:
     return (set_omp, set_mkl) if ok else None
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
+def one_thread() -> _OneThread:
     """Run the block on the calling thread alone (aten's parallel loops, MKL and oneDNN all read these
     per-thread settings); other threads keep theirs. `torch.set_num_threads` is no substitute: it sets a
-    process-wide count, resizes a shared pool and clears oneDNN's caches. Without the runtimes, a no-op."""
+    process-wide count, resizes a shared pool and clears oneDNN's caches. Without the runtimes, a no-op.
+    A plain class, not a generator: it is entered on every small request."""
+    return _OneThread()
+
+
+def _controls() -> tuple | None:
     global _threads
-    before = torch.get_num_threads()  # also makes torch set up this thread's count first, not inside the block
-    if before == 1:
-        yield
-        return
     if _threads is _UNCHECKED:  # checked with 2+ threads, so that the check can tell
         with _lock:
             if _threads is _UNCHECKED:
@@ -479,14 +478,25 @@ def one_thread() -> Iterator[None]:
                 except (OSError, AttributeError) as error:  # another OpenMP, a static MKL: leave threads alone
                     logger.debug("per-thread OpenMP/MKL settings unavailable: %s", error)
                     _threads = None
-    if _threads is None:
-        yield
-        return
-    set_omp, set_mkl = _threads
-    set_omp(1)
-    previous = set_mkl(1)
-    try:
-        yield
-    finally:
-        set_omp(before)
-        set_mkl(previous)
+    return _threads
+
+
+class _OneThread:
+    __slots__ = ("restore",)
+
+    def __enter__(self) -> None:
+        self.restore = None
+        before = torch.get_num_threads()  # also makes torch set up this thread's count first, not inside the block
+        if before == 1:
+            return
+        controls = _threads if _threads is not _UNCHECKED else _controls()
+        if controls is not None:
+            set_omp, set_mkl = controls
+            set_omp(1)
+            self.restore = (set_omp, before, set_mkl, set_mkl(1))
+
+    def __exit__(self, *exc) -> None:
+        if self.restore is not None:
+            set_omp, before, set_mkl, previous = self.restore
+            set_omp(before)
+            set_mkl(previous)

@@ -193,17 +193,18 @@ class Pipeline:
 
     def forward(self, model_inputs: dict[str, torch.Tensor], **forward_params) -> dict[str, Any]:
         """Run `_forward` on the pipeline's device under inference mode; outputs come back on the CPU."""
-        threads = one_thread() if self._small_work(model_inputs) else contextlib.nullcontext()
+        on_cpu = self.device.type == "cpu"  # the inputs are made there: no moves either way
+        threads = one_thread() if on_cpu and self._small_work(model_inputs) else contextlib.nullcontext()
         with torch.inference_mode(), threads:
-            inputs = {k: v.to(self.device) for k, v in model_inputs.items()}
+            inputs = model_inputs if on_cpu else {k: v.to(self.device) for k, v in model_inputs.items()}
             outputs = self._forward(inputs, **forward_params)
-        return {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in outputs.items()}
+        return outputs if on_cpu else {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in outputs.items()}
 
     def _small_work(self, model_inputs: Mapping[str, torch.Tensor]) -> bool:
         """Whether this batch's tokens x the model's dense parameters stay under SMALL_FORWARD multiply-adds on
         the CPU: then one thread runs it faster than the pool (a tiny model, a short request)."""
         ids = model_inputs.get("input_ids")
-        if ids is None or self.device.type != "cpu":
+        if ids is None:
             return False
         model, count = self._dense_parameters
         if model is not self.model:
