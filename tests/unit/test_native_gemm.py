@@ -91,17 +91,35 @@ def _block_case(B, T, C, H, I, seed, spread=1.0):
 @pytest.mark.parametrize("B,T,C,H,I", [(1, 1, 16, 2, 24), (1, 13, 32, 4, 37), (2, 17, 96, 3, 200),
                                        (1, 128, 384, 12, 1536), (3, 40, 64, 1, 64)])
 @pytest.mark.parametrize("act", ["none", "tanh", "relu"])
-def test_block_matches_public_ops(forced, B, T, C, H, I, act):
+@pytest.mark.parametrize("padded", [False, True])
+def test_block_matches_public_ops(forced, B, T, C, H, I, act, padded):
     """post_norm_block against the block in F.linear / SDPA / F.layer_norm: one token, heads narrower than a
-    vector, several batch rows, the longest rows it takes, one head."""
+    vector, several batch rows, the longest rows it takes, one head; unpadded and with rows padded on the
+    right, on the left and (a row of one token) almost wholly."""
     x, weights, norms = _block_case(B, T, C, H, I, B * T + C)
+    mask = None
+    if padded:
+        mask = torch.zeros(B, T)
+        low = torch.finfo(torch.float32).min
+        mask[0, T - T // 3:] = low
+        if B > 1:
+            mask[1, : T // 2] = low
+            mask[-1, 1:] = low
     packed = [forced.pack(w, b) for w, b in weights]
     scale = (C // H) ** -0.5
     block = forced.block_weights(H, scale, packed[0], packed[1], norms[0], packed[2], act, packed[3], norms[1])
-    got = forced.post_norm_block(x, block)
+    got = forced.post_norm_block(x, block, mask)
     want = native_gemm._reference_block(x, H, scale, weights[0], weights[1], norms[0], weights[2], act,
-                                        weights[3], norms[1])
+                                        weights[3], norms[1], mask)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+
+
+def test_block_refuses_a_mask_of_another_shape(forced):
+    x, weights, norms = _block_case(2, 5, 16, 2, 24, 0)
+    packed = [forced.pack(w, b) for w, b in weights]
+    block = forced.block_weights(2, 0.5, packed[0], packed[1], norms[0], packed[2], "none", packed[3], norms[1])
+    with pytest.raises(ValueError, match=r"mask must be float32 \(2, 5\)"):
+        forced.post_norm_block(x, block, torch.zeros(2, 1, 1, 5))
 
 
 def test_block_softmax_of_large_scores(forced):

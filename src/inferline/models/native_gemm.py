@@ -236,11 +236,11 @@ static void add_norm(const float *a, const float *b, const float *g, const float
     }
 }
 
-/* thread t of nt's (row, head) pairs of softmax(q k^T * scale) v over qkv (B * T, 3C) rows [q | k | v], heads
-   of D = C / H columns, into ctx (B * T, C); `scratch`: this thread's D * Tp + Tp floats (Tp: T rounded up to
-   W) for k transposed and a row of scores */
-static void attend(const float *qkv, float *ctx, int64_t B, int64_t T, int64_t C, int64_t H, float scale,
-                   float *scratch, int t, int nt) {
+/* thread t of nt's (row, head) pairs of softmax(q k^T * scale + mask) v over qkv (B * T, 3C) rows [q | k | v],
+   heads of D = C / H columns, into ctx (B * T, C); `mask`: NULL or an additive mask per key (B, T); `scratch`:
+   this thread's D * Tp + Tp floats (Tp: T rounded up to W) for k transposed and a row of scores */
+static void attend(const float *qkv, const float *mask, float *ctx, int64_t B, int64_t T, int64_t C, int64_t H,
+                   float scale, float *scratch, int t, int nt) {
     int64_t D = C / H, Tp = (T + W - 1) / W * W, C3 = 3 * C;
     float *kt = scratch, *s = scratch + D * Tp;
     for (int64_t job = B * H * t / nt; job < B * H * (t + 1) / nt; job++) {
@@ -257,6 +257,8 @@ static void attend(const float *qkv, float *ctx, int64_t B, int64_t T, int64_t C
                 for (int64_t d = 0; d < D; d++) acc += (qi[d] - (vf){}) * load(kt + d * Tp + j);
                 store(s + j, acc * scale);
             }
+            if (mask)
+                for (int64_t j = 0; j < T; j++) s[j] += mask[b * T + j];
             float top = s[0];
             for (int64_t j = 1; j < T; j++) top = s[j] > top ? s[j] : top;
             for (int64_t j = T; j < Tp; j++) s[j] = top;  /* the padding: exp(0), never summed */
@@ -294,11 +296,11 @@ typedef struct {
     const float *wqkv, *bqkv, *wo, *bo, *g1, *beta1, *wup, *bup, *wdown, *bdown, *g2, *beta2;
 } block_weights;
 
-/* The BERT block over x (B, T, C) with no padding, in one parallel region (a barrier between steps):
-   qkv = x Wqkv + b; ctx = attention; h = LayerNorm1(x + ctx Wo + bo); y = LayerNorm2(h + act(h Wup + bu) Wdown
-   + bd). `work`: B T (6C + I) + threads (C / H + 1) Tp floats. */
-void NAME(post_norm_block)(const float *x, float *y, float *work, int64_t B, int64_t T, const block_weights *p,
-                           int threads) {
+/* The BERT block over x (B, T, C), in one parallel region (a barrier between steps): qkv = x Wqkv + b;
+   ctx = attention (`mask`: NULL, or additive per key (B, T)); h = LayerNorm1(x + ctx Wo + bo);
+   y = LayerNorm2(h + act(h Wup + bu) Wdown + bd). `work`: B T (6C + I) + threads (C / H + 1) Tp floats. */
+void NAME(post_norm_block)(const float *x, const float *mask, float *y, float *work, int64_t B, int64_t T,
+                           const block_weights *p, int threads) {
     int64_t C = p->C, I = p->I, M = B * T, Tp = (T + W - 1) / W * W;
     float *qkv = work, *ctx = qkv + M * 3 * C, *h = ctx + M * C, *inner = h + M * C, *out = inner + M * I;
     float *scratch = out + M * C;
@@ -307,7 +309,7 @@ void NAME(post_norm_block)(const float *x, float *y, float *work, int64_t B, int
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         product(x, p->wqkv, p->bqkv, qkv, M, C, 3 * C, 0, t, nt);
         #pragma omp barrier
-        attend(qkv, ctx, B, T, C, p->H, p->scale, scratch + t * (C / p->H + 1) * Tp, t, nt);
+        attend(qkv, mask, ctx, B, T, C, p->H, p->scale, scratch + t * (C / p->H + 1) * Tp, t, nt);
         #pragma omp barrier
         product(ctx, p->wo, p->bo, out, M, C, C, 0, t, nt);
         #pragma omp barrier
@@ -408,7 +410,7 @@ class Kernel:
         self.packed_linear.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int] * 2
         self.packed_linear.restype = None
         self.post_norm_block = getattr(lib, f"post_norm_block{width}")
-        self.post_norm_block.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 2 + [ctypes.c_void_p, ctypes.c_int]
+        self.post_norm_block.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 2 + [ctypes.c_void_p, ctypes.c_int]
         self.post_norm_block.restype = None
 
 
@@ -449,12 +451,13 @@ def _probe(kernel: Kernel) -> bool:
     return _probe_block(kernel)
 
 
-def _reference_block(x, heads, scale, qkv, proj, norm1, up, act, down, norm2):
-    """The BERT block in public ops, weights as (weight, bias) and norms as (weight, bias, eps): what
-    `post_norm_block` must compute."""
+def _reference_block(x, heads, scale, qkv, proj, norm1, up, act, down, norm2, mask=None):
+    """The BERT block in public ops, weights as (weight, bias) and norms as (weight, bias, eps), mask (B, T)
+    additive per key or None: what `post_norm_block` must compute."""
     B, T, C = x.shape
     q, k, v = F.linear(x, *qkv).view(B, T, 3, heads, C // heads).permute(2, 0, 3, 1, 4)
-    attended = F.scaled_dot_product_attention(q, k, v, scale=scale).transpose(1, 2).reshape(B, T, C)
+    mask = None if mask is None else mask[:, None, None, :]
+    attended = F.scaled_dot_product_attention(q, k, v, mask, scale=scale).transpose(1, 2).reshape(B, T, C)
     h = F.layer_norm(x + F.linear(attended, *proj), (C,), *norm1)
     inner = F.linear(h, *up)
     inner = F.relu(inner) if act == "relu" else F.gelu(inner, approximate=act)
@@ -463,7 +466,7 @@ def _reference_block(x, heads, scale, qkv, proj, norm1, up, act, down, norm2):
 
 def _probe_block(kernel: Kernel) -> bool:
     """Whether `post_norm_block` computes `_reference_block` within 1e-5 (each activation; head sizes below,
-    at and above a vector; lengths inside one vector and across two)."""
+    at and above a vector; lengths inside one vector and across two; with the last batch row padded)."""
     generator = torch.Generator().manual_seed(4)
 
     def rand(*shape, scale=0.3):
@@ -477,11 +480,14 @@ def _probe_block(kernel: Kernel) -> bool:
         for act in ("none", "tanh", "relu"):
             scale = 0.7 if act == "relu" else (C // H) ** -0.5
             block = BlockWeights(H, scale, packed[0], packed[1], norms[0], packed[2], act, packed[3], norms[1])
-            got = _block(kernel, x, block, torch.get_num_threads())
-            want = _reference_block(x, H, scale, weights[0], weights[1], norms[0], weights[2], act, weights[3],
-                                    norms[1])
-            if not torch.allclose(got, want, rtol=0, atol=1e-5):
-                return False
+            mask = torch.zeros(B, T)
+            mask[-1, T // 2 + 1:] = torch.finfo(torch.float32).min
+            for keys in (None, mask):
+                got = _block(kernel, x, block, torch.get_num_threads(), keys)
+                want = _reference_block(x, H, scale, weights[0], weights[1], norms[0], weights[2], act, weights[3],
+                                        norms[1], keys)
+                if not torch.allclose(got, want, rtol=0, atol=1e-5):
+                    return False
     return True
 
 
@@ -575,21 +581,28 @@ def block_weights(heads: int, scale: float, qkv, proj, norm1, up, act: str, down
     return BlockWeights(heads, scale, qkv, proj, norm1, up, act, down, norm2)
 
 
-def _block(kernel: Kernel, x: torch.Tensor, weights: BlockWeights, threads: int) -> torch.Tensor:
+def _block(kernel: Kernel, x: torch.Tensor, weights: BlockWeights, threads: int,
+           mask: torch.Tensor | None = None) -> torch.Tensor:
     B, T, C = x.shape
     if C != weights.hidden:
         raise ValueError(f"post_norm_block: x has {C} channels, the block's weights {weights.hidden}.")
+    if mask is not None:
+        if mask.shape != (B, T) or mask.dtype != torch.float32:
+            raise ValueError(f"post_norm_block: the mask must be float32 ({B}, {T}) (additive, per key); got "
+                             f"{mask.dtype} {tuple(mask.shape)}.")
+        mask = mask.contiguous()
     padded = -(-T // kernel.width) * kernel.width
     x = x.contiguous()
     out = torch.empty(B, T, C)
     work = torch.empty(B * T * (6 * C + weights.inner) + threads * (C // weights.heads + 1) * padded)
-    kernel.post_norm_block(x.data_ptr(), out.data_ptr(), work.data_ptr(), B, T, weights.ref, threads)
+    kernel.post_norm_block(x.data_ptr(), None if mask is None else mask.data_ptr(), out.data_ptr(),
+                           work.data_ptr(), B, T, weights.ref, threads)
     return out
 
 
-def post_norm_block(x: torch.Tensor, weights: BlockWeights) -> torch.Tensor:
-    """The BERT block over float32 CPU x (B, T, C) with no padding, in one call:
-    h = LayerNorm1(x + proj(softmax(q k^T * scale) v)), then LayerNorm2(h + down(act(up(h)))), on `weights`
-    (`block_weights`). Needs `available()`; worth it for at most `block_rows()` rows B * T. On torch's thread
-    count for this thread."""
-    return _block(library(), x, weights, torch.get_num_threads())
+def post_norm_block(x: torch.Tensor, weights: BlockWeights, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The BERT block over float32 CPU x (B, T, C) in one call: h = LayerNorm1(x + proj(softmax(q k^T * scale +
+    mask) v)), then LayerNorm2(h + down(act(up(h)))), on `weights` (`block_weights`); `mask`: None or float32
+    (B, T), added to every query's scores over the keys (padding: a large negative number). Needs
+    `available()`; worth it for at most `block_rows()` rows B * T. On torch's thread count for this thread."""
+    return _block(library(), x, weights, torch.get_num_threads(), mask)

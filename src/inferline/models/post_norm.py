@@ -1,7 +1,8 @@
 """The post-norm encoder block of BERT and its relatives (RoBERTa, DistilBERT, ELECTRA, DeBERTa's with its own
 attention, LayoutLMv3, BLIP's text decoder with cross-attention), built from layers.py: attention and
-feed-forward, each followed by residual + LayerNorm. A small unpadded block runs as one call: our own kernel's
-(`native_gemm.post_norm_block`) up to its row limit, else aten's (`kernels.post_norm_layer`)."""
+feed-forward, each followed by residual + LayerNorm. A small block runs as one call: our own kernel's
+(`native_gemm.post_norm_block`, padded or not) up to its row limit, else, unpadded, aten's
+(`kernels.post_norm_layer`)."""
 
 from __future__ import annotations
 
@@ -72,11 +73,11 @@ class PostNormEncoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *extra, cross: tuple | None = None) -> torch.Tensor:
         """cross (decoder layers): (encoder output (B, S, C_src), its additive mask or None, the KVCache or None)."""
-        if self._block_act is not None and mask is None and not extra:
+        if self._block_act is not None and not extra:
             rows = x.numel() // x.shape[-1]
             native = rows <= native_gemm.block_rows()
-            if native or rows * self._dense < SMALL_LAYER:
-                out = self._whole(x, native)
+            if native or (mask is None and rows * self._dense < SMALL_LAYER):
+                out = self._whole(x, native, mask)
                 if out is not None:
                     return out
         x = self.attention(x, mask, *extra)
@@ -85,13 +86,19 @@ class PostNormEncoderLayer(nn.Module):
             x = self.crossattention(x, source_mask, cache, source)
         return self.output(self.intermediate(x), x)
 
-    def _whole(self, x: torch.Tensor, native: bool) -> torch.Tensor | None:
-        """This block in one call for a small unpadded float32 CPU input without autograd, else None: our
-        kernel's (`native`: its weights packed beside the parameters, shared with the FastLinears' own) or
-        aten's (`post_norm_layer`: q/k/v concatenated beside the parameters, `derived`). The state dict is
-        unchanged. The lookups are plain dict reads: this runs on every small request."""
+    def _whole(self, x: torch.Tensor, native: bool, mask: torch.Tensor | None = None) -> torch.Tensor | None:
+        """This block in one call for a small float32 CPU input without autograd, else None: our kernel's
+        (`native`: its weights packed beside the parameters, shared with the FastLinears' own; a padding mask
+        (B, 1, 1, T) goes along) or, unpadded, aten's (`post_norm_layer`: q/k/v concatenated beside the
+        parameters, `derived`). The state dict is unchanged. The lookups are plain dict reads: this runs on every
+        small request."""
         if not x.is_cpu or x.dtype != torch.float32:
             return None
+        if mask is not None:
+            B, T = x.shape[:2]
+            if not native or mask.shape != (B, 1, 1, T) or mask.dtype != torch.float32:
+                return None
+            mask = mask.view(B, T)
         modules = self.__dict__.get("_whole_modules")
         if modules is None:
             proj = self.attention.self._modules
@@ -110,7 +117,7 @@ class PostNormEncoderLayer(nn.Module):
             rest = [t for m in (modules[3], modules[5], modules[6]) for t in m._parameters.values() if t is not None]
             weights = derived(self, "_native_block", [t for t in sources if t is not None] + rest + list(norms),
                               lambda: self._block_weights(modules))
-            return native_gemm.post_norm_block(x, weights)
+            return native_gemm.post_norm_block(x, weights, mask)
         if self._block_act == "tanh" or modules[4].eps != modules[7].eps:
             return None
         qkv = derived(self, "_qkv", sources, lambda: (torch.cat(sources[:3]), torch.cat(sources[3:])))
