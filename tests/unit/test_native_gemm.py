@@ -114,12 +114,16 @@ def test_block_matches_public_ops(forced, B, T, C, H, I, act, padded):
     torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
 
 
-def test_block_refuses_a_mask_of_another_shape(forced):
+def test_block_refuses_inputs_it_cannot_read(forced):
     x, weights, norms = _block_case(2, 5, 16, 2, 24, 0)
     packed = [forced.pack(w, b) for w, b in weights]
     block = forced.block_weights(2, 0.5, packed[0], packed[1], norms[0], packed[2], "none", packed[3], norms[1])
     with pytest.raises(ValueError, match=r"mask must be float32 \(2, 5\)"):
         forced.post_norm_block(x, block, torch.zeros(2, 1, 1, 5))
+    with pytest.raises(ValueError, match=r"x must be float32 on the CPU with 16 channels.*got torch.float64"):
+        forced.post_norm_block(x.double(), block)
+    with pytest.raises(ValueError, match=r"with 16 channels.*with 8"):
+        forced.post_norm_block(x[..., :8], block)
 
 
 def test_block_softmax_of_large_scores(forced):

@@ -584,8 +584,9 @@ def block_weights(heads: int, scale: float, qkv, proj, norm1, up, act: str, down
 def _block(kernel: Kernel, x: torch.Tensor, weights: BlockWeights, threads: int,
            mask: torch.Tensor | None = None) -> torch.Tensor:
     B, T, C = x.shape
-    if C != weights.hidden:
-        raise ValueError(f"post_norm_block: x has {C} channels, the block's weights {weights.hidden}.")
+    if C != weights.hidden or x.dtype != torch.float32 or not x.is_cpu:
+        raise ValueError(f"post_norm_block: x must be float32 on the CPU with {weights.hidden} channels (the "
+                         f"block's weights); got {x.dtype} on {x.device} with {C}.")
     if mask is not None:
         if mask.shape != (B, T) or mask.dtype != torch.float32:
             raise ValueError(f"post_norm_block: the mask must be float32 ({B}, {T}) (additive, per key); got "
