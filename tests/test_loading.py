@@ -129,6 +129,14 @@ def test_fast_linear_accepts_torch_onednn_linear(monkeypatch):
 KERNELS = ["onednn", "native8", "native16"]
 
 
+def count_calls(owner, name: str, monkeypatch, real=None) -> list:
+    """`owner.name` (or `real` put in its place) wrapped so that each call appends to the list returned."""
+    calls = []
+    real = getattr(owner, name) if real is None else real
+    monkeypatch.setattr(owner, name, lambda *args: calls.append(1) or real(*args))
+    return calls
+
+
 def use_kernel(kernel: str, monkeypatch) -> None:
     """Products that leave F.linear go to oneDNN ("onednn") or to our own small-row kernel at a width ("native8":
     AVX2, run where the CPU has AVX-512 too; "native16": AVX-512); skipped where this machine cannot run it."""
@@ -192,16 +200,14 @@ def test_encoders_on_onednn_equal_transformers(arch, kernel, checkpoint, monkeyp
     ids = torch.randint(5, 60, (2, 11), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
     mask[1, 7:] = 0
-    calls = []
     monkeypatch.setattr(kernels, "SMALL_PRODUCT", 0)
     monkeypatch.setattr(kernels, "NATIVE_PRODUCT", 0)
     if kernel == "onednn":
         op = kernels.onednn_linear()
         assert op is not None
-        monkeypatch.setattr(kernels, "_op", lambda *a: calls.append(1) or op(*a))
+        calls = count_calls(kernels, "_op", monkeypatch, op)
     else:
-        real = native_gemm.linear
-        monkeypatch.setattr(native_gemm, "linear", lambda *a: calls.append(1) or real(*a))
+        calls = count_calls(native_gemm, "linear", monkeypatch)
     with torch.inference_mode():
         got = ours(ids, mask)
         expected = theirs(input_ids=ids, attention_mask=mask).logits
@@ -292,10 +298,8 @@ def test_single_row_linears_equal_transformers(arch, checkpoint, monkeypatch):
     theirs = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
     ids = torch.randint(3, 60, (1, 7), generator=torch.Generator().manual_seed(0))
     kwargs = dict(max_new_tokens=12, min_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=1)
-    calls = []
-    original = kernels.single_row_linear
     monkeypatch.setattr(kernels, "SINGLE_ROW_PRODUCT", 0)
-    monkeypatch.setattr(kernels, "single_row_linear", lambda *a: calls.append(1) or original(*a))
+    calls = count_calls(kernels, "single_row_linear", monkeypatch)
     got = generate(ours, ids, torch.ones_like(ids), GenerationConfig.for_model(ours).update(**kwargs))
     with torch.inference_mode():
         expected = theirs.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
@@ -394,15 +398,11 @@ def count_blocks(path: str, monkeypatch) -> list:
     """Each whole-block call of `path` appends to the list returned."""
     from inferline.models import kernels, native_gemm
 
-    calls = []
     if path == "aten":
         op = kernels.whole_layer_op()
         assert op is not None
-        monkeypatch.setattr(kernels, "_layer_op", lambda *a: calls.append(1) or op(*a))
-    else:
-        real = native_gemm.post_norm_block
-        monkeypatch.setattr(native_gemm, "post_norm_block", lambda *a: calls.append(1) or real(*a))
-    return calls
+        return count_calls(kernels, "_layer_op", monkeypatch, op)
+    return count_calls(native_gemm, "post_norm_block", monkeypatch)
 
 
 @pytest.mark.parametrize("block", BLOCKS)
@@ -546,9 +546,7 @@ def test_matmul_attention_equals_sdpa(monkeypatch):
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(5, 3, 7, 8, generator=generator) for _ in range(3))
     mask = layers.padding_mask(torch.tensor([[1] * 7] * 3 + [[1] * 4 + [0] * 3, [1] * 2 + [0] * 5]), torch.float32)
-    calls = []
-    matmul_attention = layers._matmul_attention
-    monkeypatch.setattr(layers, "_matmul_attention", lambda *a: calls.append(1) or matmul_attention(*a))
+    calls = count_calls(layers, "_matmul_attention", monkeypatch)
     for limit in (1 << 19, 2 * 3 * 7 * 7):  # all rows at once; two rows at a time
         monkeypatch.setattr(layers, "SMALL_SCORES", limit)
         for m, scale in ((None, None), (mask, None), (mask, 1.0), (mask[:1], 0.5)):
