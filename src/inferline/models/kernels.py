@@ -460,15 +460,8 @@ def _thread_controls() -> tuple | None:
     return (set_omp, set_mkl) if ok else None
 
 
-def one_thread() -> _OneThread:
-    """Run the block on the calling thread alone (aten's parallel loops, MKL and oneDNN all read these
-    per-thread settings); other threads keep theirs. `torch.set_num_threads` is no substitute: it sets a
-    process-wide count, resizes a shared pool and clears oneDNN's caches. Without the runtimes, a no-op.
-    A plain class, not a generator: it is entered on every small request."""
-    return _OneThread()
-
-
 def _controls() -> tuple | None:
+    """The runtimes' per-thread setters (`_thread_controls`), looked up and checked once per process."""
     global _threads
     if _threads is _UNCHECKED:  # checked with 2+ threads, so that the check can tell
         with _lock:
@@ -481,7 +474,12 @@ def _controls() -> tuple | None:
     return _threads
 
 
-class _OneThread:
+class one_thread:  # noqa: N801  (used like a function: `with one_thread():`, as torch.inference_mode)
+    """Run the block on the calling thread alone (aten's parallel loops, MKL and oneDNN all read these
+    per-thread settings); other threads keep theirs. `torch.set_num_threads` is no substitute: it sets a
+    process-wide count, resizes a shared pool and clears oneDNN's caches. Without the runtimes, a no-op.
+    A plain class, not a generator: it is entered on every small request."""
+
     __slots__ = ("restore",)
 
     def __enter__(self) -> None:
