@@ -500,6 +500,27 @@ def test_whole_block_op_rejected_when_it_fails_its_probe(monkeypatch):
         assert torch.isfinite(out).all() and not torch.equal(out, x)
 
 
+@pytest.mark.parametrize("kernel", ["native8", "native16"])
+def test_native_block_takes_a_mask_of_any_layout(kernel, monkeypatch):
+    """A padding mask broadcast over the batch (an expanded view, not contiguous) reaches the block too."""
+    from inferline.models import layers, native_gemm, post_norm
+
+    use_kernel(kernel, monkeypatch)
+    torch.manual_seed(0)
+    layer = post_norm.PostNormEncoderLayer(32, 4, 48, "gelu", 1e-12).eval()
+    x = torch.randn(3, 9, 32)
+    mask = layers.padding_mask(torch.tensor([[1] * 6 + [0] * 3]), torch.float32).expand(3, 1, 1, 9)
+    calls = count_blocks(kernel, monkeypatch)
+    with torch.inference_mode():
+        got = layer(x, mask)
+        with monkeypatch.context() as off:
+            off.setattr(native_gemm, "block_rows", lambda: 0)
+            off.setattr(post_norm, "SMALL_LAYER", 0)
+            expected = layer(x, mask)
+    assert calls == [1]
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("block", BLOCKS)
 def test_whole_block_follows_the_weights(block, monkeypatch):
     """The concatenated (aten) or packed (our kernel) q/k/v projection and packed weights are made again when a

@@ -98,7 +98,7 @@ class PostNormEncoderLayer(nn.Module):
             B, T = x.shape[:2]
             if not native or mask.shape != (B, 1, 1, T) or mask.dtype != torch.float32:
                 return None
-            mask = mask.view(B, T)
+            mask = mask.reshape(B, T)  # a view of padding_mask's (B, T); a copy of any other layout
         modules = self.__dict__.get("_whole_modules")
         if modules is None:
             proj = self.attention.self._modules
