@@ -394,6 +394,16 @@ def use_block(path: str, monkeypatch) -> None:
     use_kernel("onednn" if path == "aten" else path, monkeypatch)
 
 
+def module_by_module(layer, x: torch.Tensor, mask, monkeypatch) -> torch.Tensor:
+    """layer(x, mask) with no whole-block call of either kind: the reference a block call must equal."""
+    from inferline.models import native_gemm, post_norm
+
+    with monkeypatch.context() as off:
+        off.setattr(native_gemm, "block_rows", lambda: 0)
+        off.setattr(post_norm, "SMALL_LAYER", 0)
+        return layer(x, mask)
+
+
 def count_blocks(path: str, monkeypatch) -> list:
     """Each whole-block call of `path` appends to the list returned."""
     from inferline.models import kernels, native_gemm
@@ -461,11 +471,7 @@ def test_native_block_equals_the_modules(act, kernel, monkeypatch):
         x = torch.randn(*shape, hidden, generator=generator)
         calls = count_blocks(kernel, monkeypatch)
         with torch.inference_mode():
-            got = layer(x, None)
-            with monkeypatch.context() as off:
-                off.setattr(native_gemm, "block_rows", lambda: 0)
-                off.setattr(post_norm, "SMALL_LAYER", 0)
-                expected = layer(x, None)
+            got, expected = layer(x, None), module_by_module(layer, x, None, monkeypatch)
         assert calls == [1]
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     rows = native_gemm.block_rows()
@@ -503,7 +509,7 @@ def test_whole_block_op_rejected_when_it_fails_its_probe(monkeypatch):
 @pytest.mark.parametrize("kernel", ["native8", "native16"])
 def test_native_block_takes_a_mask_of_any_layout(kernel, monkeypatch):
     """A padding mask broadcast over the batch (an expanded view, not contiguous) reaches the block too."""
-    from inferline.models import layers, native_gemm, post_norm
+    from inferline.models import layers, post_norm
 
     use_kernel(kernel, monkeypatch)
     torch.manual_seed(0)
@@ -512,11 +518,7 @@ def test_native_block_takes_a_mask_of_any_layout(kernel, monkeypatch):
     mask = layers.padding_mask(torch.tensor([[1] * 6 + [0] * 3]), torch.float32).expand(3, 1, 1, 9)
     calls = count_blocks(kernel, monkeypatch)
     with torch.inference_mode():
-        got = layer(x, mask)
-        with monkeypatch.context() as off:
-            off.setattr(native_gemm, "block_rows", lambda: 0)
-            off.setattr(post_norm, "SMALL_LAYER", 0)
-            expected = layer(x, mask)
+        got, expected = layer(x, mask), module_by_module(layer, x, mask, monkeypatch)
     assert calls == [1]
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
@@ -525,7 +527,7 @@ def test_native_block_takes_a_mask_of_any_layout(kernel, monkeypatch):
 def test_whole_block_follows_the_weights(block, monkeypatch):
     """The concatenated (aten) or packed (our kernel) q/k/v projection and packed weights are made again when a
     weight is changed in place, given new .data or replaced; the state dict never sees them."""
-    from inferline.models import native_gemm, post_norm
+    from inferline.models import post_norm
 
     use_block(block, monkeypatch)
     torch.manual_seed(0)
@@ -536,10 +538,7 @@ def test_whole_block_follows_the_weights(block, monkeypatch):
     def check():
         with torch.inference_mode():
             fused = layer._whole(x, block != "aten")
-            with monkeypatch.context() as off:
-                off.setattr(post_norm, "SMALL_LAYER", 0)
-                off.setattr(native_gemm, "block_rows", lambda: 0)
-                expected = layer(x, None)
+            expected = module_by_module(layer, x, None, monkeypatch)
         assert fused is not None
         torch.testing.assert_close(fused, expected, rtol=0, atol=1e-5)
 
