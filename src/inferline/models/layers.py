@@ -44,6 +44,10 @@ ACTIVATIONS = {
 }
 
 
+# the activations our kernels compute in a product's epilogue, by their name there (F.gelu's `approximate`, ReLU)
+EPILOGUES = {F.gelu: "none", _gelu_tanh: "tanh", F.relu: "relu"}
+
+
 def activation(name: str):
     """The activation function transformers means by `name` (hidden_act and friends)."""
     try:
@@ -248,7 +252,8 @@ class MLP(nn.Module):
             self.add_module(self.down_name, linear(inner_size, hidden_size, bias=bias))
         self.act = activation(act)
         # GELU on a FastLinear rides on oneDNN's product (its epilogue) where the product goes there
-        self.gelu = {F.gelu: "none", _gelu_tanh: "tanh"}.get(self.act) if issubclass(linear, FastLinear) else None
+        gelu = EPILOGUES.get(self.act)
+        self.gelu = gelu if gelu != "relu" and issubclass(linear, FastLinear) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         up = self._modules[self.up_name]

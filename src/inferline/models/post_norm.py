@@ -7,13 +7,12 @@ feed-forward, each followed by residual + LayerNorm. A small block runs as one c
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .cache import KVCache
 from . import native_gemm
 from .kernels import SMALL_LAYER, FastLinear, derived, native_fused, native_packed, post_norm_layer
-from .layers import MLP, Attention, _gelu_tanh
+from .layers import EPILOGUES, MLP, Attention
 
 
 class DenseResidualNorm(nn.Module):
@@ -67,8 +66,8 @@ class PostNormEncoderLayer(nn.Module):
         self.intermediate = MLP(hidden_size, intermediate_size, act, names=("dense", None), linear=linear)
         self.output = DenseResidualNorm(intermediate_size, hidden_size, eps, linear)
         # the plain BERT block (its own attention, no cross-attention, GELU or ReLU) may run as one call
-        self._block_act = {F.gelu: "none", _gelu_tanh: "tanh", F.relu: "relu"}.get(self.intermediate.act) \
-            if self_attention is None and cross_size is None else None
+        self._block_act = EPILOGUES.get(self.intermediate.act) if self_attention is None and cross_size is None \
+            else None
         self._dense = 4 * hidden_size * hidden_size + 2 * hidden_size * intermediate_size
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, *extra, cross: tuple | None = None) -> torch.Tensor:
