@@ -107,7 +107,7 @@ def test_block_matches_public_ops(forced, B, T, C, H, I, act, padded):
             mask[-1, 1:] = low
     packed = [forced.pack(w, b) for w, b in weights]
     scale = (C // H) ** -0.5
-    block = forced.block_weights(H, scale, packed[0], packed[1], norms[0], packed[2], act, packed[3], norms[1])
+    block = forced.BlockWeights(H, scale, packed[0], packed[1], norms[0], packed[2], act, packed[3], norms[1])
     got = forced.post_norm_block(x, block, mask)
     want = native_gemm._reference_block(x, H, scale, weights[0], weights[1], norms[0], weights[2], act,
                                         weights[3], norms[1], mask)
@@ -117,7 +117,7 @@ def test_block_matches_public_ops(forced, B, T, C, H, I, act, padded):
 def test_block_refuses_inputs_it_cannot_read(forced):
     x, weights, norms = _block_case(2, 5, 16, 2, 24, 0)
     packed = [forced.pack(w, b) for w, b in weights]
-    block = forced.block_weights(2, 0.5, packed[0], packed[1], norms[0], packed[2], "none", packed[3], norms[1])
+    block = forced.BlockWeights(2, 0.5, packed[0], packed[1], norms[0], packed[2], "none", packed[3], norms[1])
     with pytest.raises(ValueError, match=r"mask must be float32 \(2, 5\)"):
         forced.post_norm_block(x, block, torch.zeros(2, 1, 1, 5))
     with pytest.raises(ValueError, match=r"x must be float32 on the CPU with 16 channels.*got torch.float64"):
@@ -130,7 +130,7 @@ def test_block_softmax_of_large_scores(forced):
     """Scores of several hundred (a peaked softmax, exp far below zero for most keys) stay finite and exact."""
     x, weights, norms = _block_case(1, 21, 32, 2, 40, 7, spread=30.0)
     packed = [forced.pack(w, b) for w, b in weights]
-    block = forced.block_weights(2, 4.0, packed[0], packed[1], norms[0], packed[2], "none", packed[3], norms[1])
+    block = forced.BlockWeights(2, 4.0, packed[0], packed[1], norms[0], packed[2], "none", packed[3], norms[1])
     got = forced.post_norm_block(x, block)
     want = native_gemm._reference_block(x, 2, 4.0, weights[0], weights[1], norms[0], weights[2], "none",
                                         weights[3], norms[1])

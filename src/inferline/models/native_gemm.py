@@ -1,6 +1,6 @@
 """A small-row float32 matrix product of our own, in C, compiled once per machine with the system's C compiler and
 loaded with ctypes: `available()`, `max_rows()`, `pack(weight, bias)`, `linear(x, packed, gelu)`; and on it a whole
-BERT block in one call: `block_rows()`, `block_weights(...)`, `post_norm_block(x, weights)`.
+BERT block in one call: `block_rows()`, `BlockWeights(...)`, `post_norm_block(x, weights)`.
 
 Why: for a few rows against a weight read once from memory (an encoder at batch size 1: 10-100 tokens), oneDNN's
 brgemm and MKL's sgemm fall behind ONNX Runtime's MLAS (1.3-1.9x on an AVX2 AMD EPYC). This kernel keeps a tile of
@@ -154,8 +154,10 @@ class _BlockWeights(ctypes.Structure):
 
 
 class BlockWeights:
-    """A BERT block's weights for `post_norm_block`: the C structure of their addresses, and the tensors
-    themselves (kept alive while it is)."""
+    """A BERT block's weights for `post_norm_block`: qkv/proj/up/down `pack`ed (weight, bias) (qkv's weight
+    (3C, C), rows [q; k; v], heads of C / heads each); norm1/norm2 (weight, bias, eps); act "none" (GELU, erf),
+    "tanh" (GELU, tanh) or "relu"; `scale` multiplies q k^T. Holds the C structure of their addresses and the
+    tensors themselves (kept alive while it is)."""
 
     def __init__(self, heads: int, scale: float, qkv, proj, norm1, up, act: str, down, norm2):
         norms = [t.detach().contiguous().float() for t in (*norm1[:2], *norm2[:2])]
@@ -306,13 +308,6 @@ def linear(x: torch.Tensor, packed: tuple[torch.Tensor, torch.Tensor, int], gelu
     return _run(library(), x, packed, torch.get_num_threads(), gelu)
 
 
-def block_weights(heads: int, scale: float, qkv, proj, norm1, up, act: str, down, norm2) -> BlockWeights:
-    """A BERT block's weights for `post_norm_block`: qkv/proj/up/down `pack`ed (weight, bias) (qkv's weight
-    (3C, C), rows [q; k; v], heads of C / heads each); norm1/norm2 (weight, bias, eps); act "none" (GELU, erf),
-    "tanh" (GELU, tanh) or "relu"; `scale` multiplies q k^T."""
-    return BlockWeights(heads, scale, qkv, proj, norm1, up, act, down, norm2)
-
-
 def _block(kernel: Kernel, x: torch.Tensor, weights: BlockWeights, threads: int,
            mask: torch.Tensor | None = None) -> torch.Tensor:
     B, T, C = x.shape
@@ -335,7 +330,7 @@ def _block(kernel: Kernel, x: torch.Tensor, weights: BlockWeights, threads: int,
 
 def post_norm_block(x: torch.Tensor, weights: BlockWeights, mask: torch.Tensor | None = None) -> torch.Tensor:
     """The BERT block over float32 CPU x (B, T, C) in one call: h = LayerNorm1(x + proj(softmax(q k^T * scale +
-    mask) v)), then LayerNorm2(h + down(act(up(h)))), on `weights` (`block_weights`); `mask`: None or float32
+    mask) v)), then LayerNorm2(h + down(act(up(h)))), on `weights` (`BlockWeights`); `mask`: None or float32
     (B, T), added to every query's scores over the keys (padding: a large negative number). Needs
     `available()`; worth it for at most `block_rows()` rows B * T. On torch's thread count for this thread."""
     return _block(library(), x, weights, torch.get_num_threads(), mask)

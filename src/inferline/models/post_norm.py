@@ -126,7 +126,7 @@ class PostNormEncoderLayer(nn.Module):
         """This block's weights for our kernel: packed once, shared with the FastLinears' own packs."""
         attention, norm1, norm2 = self.attention.self, modules[4], modules[7]
         scale = attention.scale if attention.scale is not None else attention.head_dim ** -0.5
-        return native_gemm.block_weights(
+        return native_gemm.BlockWeights(
             attention.num_heads, scale, native_fused(modules[:3]), native_packed(modules[3]),
             (norm1.weight, norm1.bias, norm1.eps), native_packed(modules[5]), self._block_act,
             native_packed(modules[6]), (norm2.weight, norm2.bias, norm2.eps))
