@@ -228,13 +228,14 @@ def fused_linears(x: torch.Tensor, linears: tuple[FastLinear, ...]) -> tuple[tor
             or any(w.dtype != torch.float32 for w in weights) \
             or (torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights))):
         return None
-    biases = [p["bias"] for p in params]
-    sources, sizes = weights + [b for b in biases if b is not None], [w.shape[0] for w in weights]
+    sizes = [w.shape[0] for w in weights]
     if x.numel() <= native_gemm.max_rows() * x.shape[-1]:
         return native_gemm.linear(x, native_fused(linears)).split(sizes, dim=-1)
     op = _op if _op is not _UNCHECKED else onednn_linear()
     if op is None or _pack is None or x.numel() * out < SMALL_PRODUCT:
         return None
+    biases = [p["bias"] for p in params]
+    sources = weights + [b for b in biases if b is not None]
     packed, bias = derived(linears[0], "_fused_linears", sources,
                            lambda: (_pack(torch.cat(weights)), _concatenated_bias(weights, biases)))
     return op(x, packed, bias, "none", [], "").split(sizes, dim=-1)
