@@ -235,8 +235,7 @@ def fused_linears(x: torch.Tensor, linears: tuple[FastLinear, ...]) -> tuple[tor
     if op is None or _pack is None or x.numel() * out < SMALL_PRODUCT:
         return None
     biases = [p["bias"] for p in params]
-    sources = weights + [b for b in biases if b is not None]
-    packed, bias = derived(linears[0], "_fused_linears", sources,
+    packed, bias = derived(linears[0], "_fused_linears", weights + [b for b in biases if b is not None],
                            lambda: (_pack(torch.cat(weights)), _concatenated_bias(weights, biases)))
     return op(x, packed, bias, "none", [], "").split(sizes, dim=-1)
 
