@@ -184,7 +184,8 @@ class Pipeline:
         results: list[dict | None] = [None] * len(pieces)
         for start in range(0, len(order), batch_size):
             rows = order[start: start + batch_size]
-            batch, lengths = collate([model_inputs[i] for i in rows], self._pad_values(), self.padding_side)
+            pads = self._pad_values() if len(rows) > 1 else {}  # one row is never padded
+            batch, lengths = collate([model_inputs[i] for i in rows], pads, self.padding_side)
             outputs = self.forward(batch, **fwd)
             for i, out in zip(rows, uncollate(outputs, lengths, self.per_token_outputs, self.padding_side)):
                 meta = {k: v for k, v in pieces[i].items() if k not in model_inputs[i]}
