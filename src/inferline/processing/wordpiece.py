@@ -86,9 +86,7 @@ class AsciiWordPiece:
         if max_length is not None and len(ids) > max_length:
             return None  # Rust truncates and keeps the overflow
         body = len(ids) - len(self.head_ids) - len(self.tail_ids)
-        return Encoded(ids, self.head_types + [self.body_type] * body + self.tail_types)
-
-    body_type = 0  # the $A sequence's type id (checked by `_template`)
+        return Encoded(ids, self.head_types + [0] * body + self.tail_types)  # $A is type 0 (`_template`)
 
     def _pieces(self, word: str) -> list[int]:
         """WordPiece's greedy longest-match-first split of one word; [UNK] for the whole word if a part fails."""
