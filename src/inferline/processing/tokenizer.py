@@ -215,8 +215,7 @@ class Tokenizer:
             max_length = self.model_max_length if self.model_max_length < VERY_LARGE_INTEGER else None
         if len(inputs) == 1 and not offsets and add_special_tokens and not is_split_into_words \
                 and not return_overflowing_tokens and isinstance(inputs[0], str):
-            fast = self.__dict__.get("_ascii_words", _UNBUILT)
-            fast = self._build_ascii_words() if fast is _UNBUILT else fast
+            fast = self._ascii_words if self._ascii_words is not _UNBUILT else self._build_ascii_words()
             encoded = None if fast is None else fast.encode(inputs[0], max_length if strategy else None)
             if encoded is not None:
                 return [[encoded]]
