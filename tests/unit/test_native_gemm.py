@@ -89,12 +89,13 @@ def _block_case(B, T, C, H, I, seed, spread=1.0):
 
 
 @pytest.mark.parametrize("B,T,C,H,I", [(1, 1, 16, 2, 24), (1, 13, 32, 4, 37), (2, 17, 96, 3, 200),
-                                       (1, 128, 384, 12, 1536), (3, 40, 64, 1, 64)])
+                                       (1, 128, 384, 12, 1536), (3, 40, 64, 1, 64), (2, 11, 48, 2, 50)])
 @pytest.mark.parametrize("act", ["none", "tanh", "relu"])
 @pytest.mark.parametrize("padded", [False, True])
 def test_block_matches_public_ops(forced, B, T, C, H, I, act, padded):
     """post_norm_block against the block in F.linear / SDPA / F.layer_norm: one token, heads narrower than a
-    vector, several batch rows, the longest rows it takes, one head; unpadded and with rows padded on the
+    vector, several batch rows, the longest rows it takes, one head, heads of 24 (whole vectors and a scalar
+    tail), lengths that leave a part tile of queries (1, 3, 5 rows); unpadded and with rows padded on the
     right, on the left and (a row of one token) almost wholly."""
     x, weights, norms = _block_case(B, T, C, H, I, B * T + C)
     mask = None

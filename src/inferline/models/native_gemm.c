@@ -181,52 +181,132 @@ static void add_norm(const float *a, const float *b, const float *g, const float
     }
 }
 
-/* thread t of nt's (row, head) pairs of softmax(q k^T * scale + mask) v over qkv (B * T, 3C) rows [q | k | v],
-   heads of D = C / H columns, into ctx (B * T, C); `mask`: NULL or an additive mask per key (B, T); `scratch`:
-   this thread's D * Tp + Tp floats (Tp: T rounded up to W) for k transposed and a row of scores */
+#define QROWS (W == 8 ? 4 : 8)  /* query rows of an attention tile: 2 * QROWS accumulators, independent FMA chains */
+
+static inline vf vmax(vf a, vf b) { vi gt = a > b; return (vf)(((vi)a & gt) | ((vi)b & ~gt)); }
+
+/* s (rows x Tp) = scale * q k^T for `rows` (1..QROWS, a constant after inlining) query rows q (stride C3) against
+   the keys kt (D x Tp, transposed, zero past T): tiles of the rows x two vectors of keys, summed over d in order */
+static inline __attribute__((always_inline)) void scores(const float *q, int64_t C3, const float *kt, int64_t D,
+        int64_t Tp, float scale, float *s, const int rows) {
+    int64_t j = 0;
+    for (; j + 2 * W <= Tp; j += 2 * W) {
+        vf lo[QROWS], hi[QROWS];
+        for (int r = 0; r < rows; r++) { lo[r] = (vf){}; hi[r] = (vf){}; }
+        for (int64_t d = 0; d < D; d++) {
+            vf k0 = load(kt + d * Tp + j), k1 = load(kt + d * Tp + j + W);
+            for (int r = 0; r < rows; r++) {
+                vf a = q[r * C3 + d] - (vf){};
+                lo[r] += a * k0;
+                hi[r] += a * k1;
+            }
+        }
+        for (int r = 0; r < rows; r++) { store(s + r * Tp + j, lo[r] * scale); store(s + r * Tp + j + W, hi[r] * scale); }
+    }
+    if (j < Tp) {  /* Tp is whole vectors: one left */
+        vf acc[QROWS];
+        for (int r = 0; r < rows; r++) acc[r] = (vf){};
+        for (int64_t d = 0; d < D; d++) {
+            vf k0 = load(kt + d * Tp + j);
+            for (int r = 0; r < rows; r++) acc[r] += (q[r * C3 + d] - (vf){}) * k0;
+        }
+        for (int r = 0; r < rows; r++) store(s + r * Tp + j, acc[r] * scale);
+    }
+}
+
+/* out (rows x D, stride C) = p v for `rows` (1..QROWS) rows of probabilities p (stride Tp) over the T values v
+   (stride C3): tiles of the rows x two vectors of the head's columns, summed over the keys in order */
+static inline __attribute__((always_inline)) void mix(const float *p, int64_t Tp, const float *v, int64_t C3,
+        int64_t T, int64_t D, float *out, int64_t C, const int rows) {
+    int64_t d = 0;
+    for (; d + 2 * W <= D; d += 2 * W) {
+        vf lo[QROWS], hi[QROWS];
+        for (int r = 0; r < rows; r++) { lo[r] = (vf){}; hi[r] = (vf){}; }
+        for (int64_t j = 0; j < T; j++) {
+            vf v0 = load(v + j * C3 + d), v1 = load(v + j * C3 + d + W);
+            for (int r = 0; r < rows; r++) {
+                vf a = p[r * Tp + j] - (vf){};
+                lo[r] += a * v0;
+                hi[r] += a * v1;
+            }
+        }
+        for (int r = 0; r < rows; r++) { store(out + r * C + d, lo[r]); store(out + r * C + d + W, hi[r]); }
+    }
+    if (d + W <= D) {
+        vf acc[QROWS];
+        for (int r = 0; r < rows; r++) acc[r] = (vf){};
+        for (int64_t j = 0; j < T; j++) {
+            vf v0 = load(v + j * C3 + d);
+            for (int r = 0; r < rows; r++) acc[r] += (p[r * Tp + j] - (vf){}) * v0;
+        }
+        for (int r = 0; r < rows; r++) store(out + r * C + d, acc[r]);
+        d += W;
+    }
+    for (; d < D; d++)
+        for (int r = 0; r < rows; r++) {
+            float acc = 0.0f;
+            for (int64_t j = 0; j < T; j++) acc += p[r * Tp + j] * v[j * C3 + d];
+            out[r * C + d] = acc;
+        }
+}
+
+/* a row of T scores s (Tp long) -> softmax(s + mask): the additive per-key `mask` (NULL: none) added, the row's
+   maximum over its T keys subtracted, exp, divided by the sum of the T; past T: exp(0), never summed or used */
+static inline void softmax_row(float *s, const float *mask, int64_t T, int64_t Tp) {
+    int64_t vec = T / W * W;
+    if (mask) {
+        for (int64_t j = 0; j < vec; j += W) store(s + j, load(s + j) + load(mask + j));
+        for (int64_t j = vec; j < T; j++) s[j] += mask[j];
+    }
+    float top = s[0];
+    if (vec) {
+        vf m = load(s);
+        for (int64_t j = W; j < vec; j += W) m = vmax(m, load(s + j));
+        for (int j = 0; j < W; j++) top = m[j] > top ? m[j] : top;
+    }
+    for (int64_t j = vec; j < T; j++) top = s[j] > top ? s[j] : top;
+    for (int64_t j = T; j < Tp; j++) s[j] = top;
+    vf total = {};
+    for (int64_t j = 0; j < Tp; j += W) {
+        vf e = exp_neg(load(s + j) - top);
+        store(s + j, e);
+        if (j + W <= T) total += e;
+    }
+    float sum = lane_sum(total);
+    for (int64_t j = vec; j < T; j++) sum += s[j];
+    vf inv = (1.0f / sum) - (vf){};
+    for (int64_t j = 0; j < Tp; j += W) store(s + j, load(s + j) * inv);
+}
+
+#define QROWS_CASE(n) case n: scores(q, C3, kt, D, Tp, scale, s, n); \
+    for (int r = 0; r < n; r++) softmax_row(s + r * Tp, keys, T, Tp); \
+    mix(s, Tp, v, C3, T, D, out, C, n); break;
+
+/* thread t of nt's (batch row, head) pairs of softmax(q k^T * scale + mask) v over qkv (B * T, 3C) rows
+   [q | k | v], heads of D = C / H columns, into ctx (B * T, C), QROWS queries at a time; `mask`: NULL or an
+   additive mask per key (B, T); `scratch`: this thread's (D + QROWS) Tp floats (Tp: T rounded up to W) for k
+   transposed and the tile's rows of scores */
 static void attend(const float *qkv, const float *mask, float *ctx, int64_t B, int64_t T, int64_t C, int64_t H,
                    float scale, float *scratch, int t, int nt) {
     int64_t D = C / H, Tp = (T + W - 1) / W * W, C3 = 3 * C;
     float *kt = scratch, *s = scratch + D * Tp;
     for (int64_t job = B * H * t / nt; job < B * H * (t + 1) / nt; job++) {
         int64_t b = job / H, h = job % H;
-        const float *q = qkv + b * T * C3 + h * D, *k = q + C, *v = q + 2 * C;
+        const float *base = qkv + b * T * C3 + h * D, *k = base + C, *v = base + 2 * C;
+        const float *keys = mask ? mask + b * T : NULL;
         for (int64_t d = 0; d < D; d++) {
             for (int64_t j = 0; j < T; j++) kt[d * Tp + j] = k[j * C3 + d];
             for (int64_t j = T; j < Tp; j++) kt[d * Tp + j] = 0.0f;
         }
-        for (int64_t i = 0; i < T; i++) {
-            const float *qi = q + i * C3;
-            for (int64_t j = 0; j < Tp; j += W) {
-                vf acc = {};
-                for (int64_t d = 0; d < D; d++) acc += (qi[d] - (vf){}) * load(kt + d * Tp + j);
-                store(s + j, acc * scale);
-            }
-            if (mask)
-                for (int64_t j = 0; j < T; j++) s[j] += mask[b * T + j];
-            float top = s[0];
-            for (int64_t j = 1; j < T; j++) top = s[j] > top ? s[j] : top;
-            for (int64_t j = T; j < Tp; j++) s[j] = top;  /* the padding: exp(0), never summed */
-            vf total = {};
-            for (int64_t j = 0; j < Tp; j += W) {
-                vf e = exp_neg(load(s + j) - top);
-                store(s + j, e);
-                if (j + W <= T) total += e;
-            }
-            float sum = lane_sum(total);
-            for (int64_t j = T / W * W; j < T; j++) sum += s[j];
-            float inv = 1.0f / sum, *out = ctx + (b * T + i) * C + h * D;
-            for (int64_t j = 0; j < T; j++) s[j] *= inv;
-            int64_t vec = D / W * W;
-            for (int64_t d = 0; d < vec; d += W) {  /* a vector of the head's columns over every key */
-                vf acc = {};
-                for (int64_t j = 0; j < T; j++) acc += (s[j] - (vf){}) * load(v + j * C3 + d);
-                store(out + d, acc);
-            }
-            for (int64_t d = vec; d < D; d++) {
-                float acc = 0.0f;
-                for (int64_t j = 0; j < T; j++) acc += s[j] * v[j * C3 + d];
-                out[d] = acc;
+        for (int64_t i = 0; i < T; i += QROWS) {
+            const float *q = base + i * C3;
+            float *out = ctx + (b * T + i) * C + h * D;
+            switch (T - i < QROWS ? T - i : QROWS) {
+#if W == 16
+                QROWS_CASE(8) QROWS_CASE(7) QROWS_CASE(6) QROWS_CASE(5)
+#endif
+                QROWS_CASE(4) QROWS_CASE(3) QROWS_CASE(2)
+                default: QROWS_CASE(1)
             }
         }
     }
@@ -243,7 +323,7 @@ typedef struct {
 
 /* The BERT block over x (B, T, C), in one parallel region (a barrier between steps): qkv = x Wqkv + b;
    ctx = attention (`mask`: NULL, or additive per key (B, T)); h = LayerNorm1(x + ctx Wo + bo);
-   y = LayerNorm2(h + act(h Wup + bu) Wdown + bd). `work`: B T (6C + I) + threads (C / H + 1) Tp floats. */
+   y = LayerNorm2(h + act(h Wup + bu) Wdown + bd). `work`: B T (6C + I) + threads (C / H + QROWS) Tp floats. */
 void NAME(post_norm_block)(const float *x, const float *mask, float *y, float *work, int64_t B, int64_t T,
                            const block_weights *p, int threads) {
     int64_t C = p->C, I = p->I, M = B * T, Tp = (T + W - 1) / W * W;
@@ -254,7 +334,7 @@ void NAME(post_norm_block)(const float *x, const float *mask, float *y, float *w
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         product(x, p->wqkv, p->bqkv, qkv, M, C, 3 * C, 0, t, nt);
         #pragma omp barrier
-        attend(qkv, mask, ctx, B, T, C, p->H, p->scale, scratch + t * (C / p->H + 1) * Tp, t, nt);
+        attend(qkv, mask, ctx, B, T, C, p->H, p->scale, scratch + t * (C / p->H + QROWS) * Tp, t, nt);
         #pragma omp barrier
         product(ctx, p->wo, p->bo, out, M, C, C, 0, t, nt);
         #pragma omp barrier
