@@ -10,6 +10,7 @@
 #define NAME(f) CAT(f, W)                  /* packed_linear8, packed_linear16 */
 #define ROWS (W == 8 ? 6 : 12)              /* rows of a tile: 2 * ROWS accumulators in registers */
 #define COLS (2 * W)                        /* columns of a tile: two vectors */
+#define PREFETCH 32                 /* k steps ahead a tile asks for its weight panels' next lines (2 KB) */
 
 typedef float vf __attribute__((vector_size(W * 4)));
 typedef int32_t vi __attribute__((vector_size(W * 4)));
@@ -85,6 +86,8 @@ static inline __attribute__((always_inline)) void tile(const float *x, int64_t K
 #pragma GCC unroll 12
     for (int r = 0; r < rows; r++) { lo[r] = b0; hi[r] = b1; }
     for (int64_t k = 0; k < K; k++) {
+        __builtin_prefetch(w + (k + PREFETCH) * 16);
+        __builtin_prefetch(w_hi + (k + PREFETCH) * 16);
         vf w0 = load(w + k * 16), w1 = load(w_hi + k * 16);
 #pragma GCC unroll 12
         for (int r = 0; r < rows; r++) {
