@@ -7,8 +7,9 @@ brgemm and MKL's sgemm fall behind ONNX Runtime's MLAS (1.3-1.9x on an AVX2 AMD 
 rows of x against two vectors' worth of weight columns in registers (the weight packed once into 16-column panels,
 each one sequential stream, asked for 32 steps ahead: at a dozen rows the hardware prefetcher alone left the
 products waiting on memory at ~13 of this VM's ~29 GB/s; 8-18% off 6 MiniLM / DistilBERT blocks at 12-16 tokens),
-the bias loaded into the accumulators at the start and GELU (erf or tanh) applied to them at the end. One C source, written with GCC's vector extensions, is compiled for two widths: 8 floats (AVX2/FMA,
-tiles of 6 rows x 16 columns) and 16 floats (AVX-512, 12 rows x 32 columns); the CPU's flags pick one.
+the bias loaded into the accumulators at the start and GELU (erf or tanh) applied to them at the end. One C
+source, written with GCC's vector extensions, is compiled for two widths: 8 floats (AVX2/FMA, tiles of 6 rows x 16
+columns) and 16 floats (AVX-512, 12 rows x 32 columns); the CPU's flags pick one.
 Measured, 2 threads, the 24 products of a 6-layer MiniLM (K/N 384/1536) with cold weights, medians, ms:
   AVX2 EPYC, width 8:    10 rows 4.2-4.6 vs 7.3-7.9 on oneDNN, 20 rows 6.1-6.6 vs 9.6-9.7, 70 rows 13.8-14.8 vs
                          15.8-17.6, 140 rows 26.3-30.1 vs 27.3-28.5 (so up to 96 rows);
