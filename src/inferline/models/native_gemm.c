@@ -204,7 +204,10 @@ static inline __attribute__((always_inline)) void scores(const float *q, int64_t
                 hi[r] += a * k1;
             }
         }
-        for (int r = 0; r < rows; r++) { store(s + r * Tp + j, lo[r] * scale); store(s + r * Tp + j + W, hi[r] * scale); }
+        for (int r = 0; r < rows; r++) {
+            store(s + r * Tp + j, lo[r] * scale);
+            store(s + r * Tp + j + W, hi[r] * scale);
+        }
     }
     if (j < Tp) {  /* Tp is whole vectors: one left */
         vf acc[QROWS];
