@@ -188,67 +188,46 @@ static void add_norm(const float *a, const float *b, const float *g, const float
 
 static inline vf vmax(vf a, vf b) { vi gt = a > b; return (vf)(((vi)a & gt) | ((vi)b & ~gt)); }
 
-/* s (rows x Tp) = scale * q k^T for `rows` (1..QROWS, a constant after inlining) query rows q (stride C3) against
-   the keys kt (D x Tp, transposed, zero past T): tiles of the rows x two vectors of keys, summed over d in order */
-static inline __attribute__((always_inline)) void scores(const float *q, int64_t C3, const float *kt, int64_t D,
-        int64_t Tp, float scale, float *s, const int rows) {
-    int64_t j = 0;
-    for (; j + 2 * W <= Tp; j += 2 * W) {
+/* out (rows x cols, stride os) = scale * a b for `rows` (1..QROWS, a constant after inlining) rows of a (stride
+   as, n long) against b (n x cols, stride bs), `cols` a whole number of vectors: tiles of the rows x two vectors
+   of b's columns (then one), each sum over n taken in order. Attention's q k^T and its probabilities times v. */
+static inline __attribute__((always_inline)) void rows_by_vectors(const float *a, int64_t as, const float *b,
+        int64_t bs, int64_t n, int64_t cols, float scale, float *out, int64_t os, const int rows) {
+    int64_t c = 0;
+    for (; c + 2 * W <= cols; c += 2 * W) {
         vf lo[QROWS], hi[QROWS];
         for (int r = 0; r < rows; r++) { lo[r] = (vf){}; hi[r] = (vf){}; }
-        for (int64_t d = 0; d < D; d++) {
-            vf k0 = load(kt + d * Tp + j), k1 = load(kt + d * Tp + j + W);
+        for (int64_t i = 0; i < n; i++) {
+            vf b0 = load(b + i * bs + c), b1 = load(b + i * bs + c + W);
             for (int r = 0; r < rows; r++) {
-                vf a = q[r * C3 + d] - (vf){};
-                lo[r] += a * k0;
-                hi[r] += a * k1;
+                vf x = a[r * as + i] - (vf){};
+                lo[r] += x * b0;
+                hi[r] += x * b1;
             }
         }
         for (int r = 0; r < rows; r++) {
-            store(s + r * Tp + j, lo[r] * scale);
-            store(s + r * Tp + j + W, hi[r] * scale);
+            store(out + r * os + c, lo[r] * scale);
+            store(out + r * os + c + W, hi[r] * scale);
         }
     }
-    if (j < Tp) {  /* Tp is whole vectors: one left */
+    if (c < cols) {
         vf acc[QROWS];
         for (int r = 0; r < rows; r++) acc[r] = (vf){};
-        for (int64_t d = 0; d < D; d++) {
-            vf k0 = load(kt + d * Tp + j);
-            for (int r = 0; r < rows; r++) acc[r] += (q[r * C3 + d] - (vf){}) * k0;
+        for (int64_t i = 0; i < n; i++) {
+            vf b0 = load(b + i * bs + c);
+            for (int r = 0; r < rows; r++) acc[r] += (a[r * as + i] - (vf){}) * b0;
         }
-        for (int r = 0; r < rows; r++) store(s + r * Tp + j, acc[r] * scale);
+        for (int r = 0; r < rows; r++) store(out + r * os + c, acc[r] * scale);
     }
 }
 
-/* out (rows x D, stride C) = p v for `rows` (1..QROWS) rows of probabilities p (stride Tp) over the T values v
-   (stride C3): tiles of the rows x two vectors of the head's columns, summed over the keys in order */
+/* out (rows x D, stride C) = p v for `rows` rows of probabilities p (stride Tp) over the T values v (stride C3):
+   whole vectors of the head's columns by `rows_by_vectors`, the last D % W one sum at a time */
 static inline __attribute__((always_inline)) void mix(const float *p, int64_t Tp, const float *v, int64_t C3,
         int64_t T, int64_t D, float *out, int64_t C, const int rows) {
-    int64_t d = 0;
-    for (; d + 2 * W <= D; d += 2 * W) {
-        vf lo[QROWS], hi[QROWS];
-        for (int r = 0; r < rows; r++) { lo[r] = (vf){}; hi[r] = (vf){}; }
-        for (int64_t j = 0; j < T; j++) {
-            vf v0 = load(v + j * C3 + d), v1 = load(v + j * C3 + d + W);
-            for (int r = 0; r < rows; r++) {
-                vf a = p[r * Tp + j] - (vf){};
-                lo[r] += a * v0;
-                hi[r] += a * v1;
-            }
-        }
-        for (int r = 0; r < rows; r++) { store(out + r * C + d, lo[r]); store(out + r * C + d + W, hi[r]); }
-    }
-    if (d + W <= D) {
-        vf acc[QROWS];
-        for (int r = 0; r < rows; r++) acc[r] = (vf){};
-        for (int64_t j = 0; j < T; j++) {
-            vf v0 = load(v + j * C3 + d);
-            for (int r = 0; r < rows; r++) acc[r] += (p[r * Tp + j] - (vf){}) * v0;
-        }
-        for (int r = 0; r < rows; r++) store(out + r * C + d, acc[r]);
-        d += W;
-    }
-    for (; d < D; d++)
+    int64_t vec = D / W * W;
+    rows_by_vectors(p, Tp, v, C3, T, vec, 1.0f, out, C, rows);
+    for (int64_t d = vec; d < D; d++)
         for (int r = 0; r < rows; r++) {
             float acc = 0.0f;
             for (int64_t j = 0; j < T; j++) acc += p[r * Tp + j] * v[j * C3 + d];
@@ -284,7 +263,7 @@ static inline void softmax_row(float *s, const float *mask, int64_t T, int64_t T
     for (int64_t j = 0; j < Tp; j += W) store(s + j, load(s + j) * inv);
 }
 
-#define QROWS_CASE(n) case n: scores(q, C3, kt, D, Tp, scale, s, n); \
+#define QROWS_CASE(n) case n: rows_by_vectors(q, C3, kt, Tp, D, Tp, scale, s, Tp, n); \
     for (int r = 0; r < n; r++) softmax_row(s + r * Tp, keys, T, Tp); \
     mix(s, Tp, v, C3, T, D, out, C, n); break;
 
