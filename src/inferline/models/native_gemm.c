@@ -297,6 +297,9 @@ static void attend(const float *qkv, const float *mask, float *ctx, int64_t B, i
     }
 }
 
+/* QROWS at this width: the caller sizes post_norm_block's scratch by it */
+int NAME(attention_rows)(void) { return QROWS; }
+
 /* The weights of a BERT block: packed by pack_weight (q/k/v as one product, rows [q; k; v]), LayerNorms as
    weight, bias, eps; act as tile's (the feed-forward's) */
 typedef struct {

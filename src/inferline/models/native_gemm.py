@@ -58,7 +58,6 @@ MAX_ROWS = {8: 96, 16: 64}  # per width: products of at most this many rows beat
 # 140: 25.4 vs 30.4 (MiniLM); 20: 14.2 vs 15.9, 64: 38.7 vs 40.2, 128: 70.5 vs 71.2, 192: 117 vs 99 (DistilBERT);
 # width 8 (on the same CPU): 20: 5.4 vs 6.8, 64: 14.1 vs 13.9, 96: 22.9 vs 21.4 (MiniLM).
 BLOCK_ROWS = {8: 64, 16: 128}
-ATTENTION_ROWS = 8  # QROWS of native_gemm.c: query rows of an attention tile (scratch per thread)
 
 SOURCE = Path(__file__).with_name("native_gemm.c")  # the C source, compiled at first use
 
@@ -151,6 +150,9 @@ class Kernel:
         self.post_norm_block = getattr(lib, f"post_norm_block{width}")
         self.post_norm_block.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 2 + [ctypes.c_void_p, ctypes.c_int]
         self.post_norm_block.restype = None
+        rows = getattr(lib, f"attention_rows{width}")
+        rows.argtypes, rows.restype = [], ctypes.c_int
+        self.attention_rows = rows()  # queries per attention tile: post_norm_block's scratch is sized by it
 
 
 class _BlockWeights(ctypes.Structure):
@@ -329,7 +331,7 @@ def _block(kernel: Kernel, x: torch.Tensor, weights: BlockWeights, threads: int,
     padded = -(-T // kernel.width) * kernel.width
     x = x.contiguous()
     out = torch.empty(B, T, C)
-    work = torch.empty(B * T * (6 * C + weights.inner) + threads * (C // weights.heads + ATTENTION_ROWS) * padded)
+    work = torch.empty(B * T * (6 * C + weights.inner) + threads * (C // weights.heads + kernel.attention_rows) * padded)
     kernel.post_norm_block(x.data_ptr(), None if mask is None else mask.data_ptr(), out.data_ptr(),
                            work.data_ptr(), B, T, weights.ref, threads)
     return out
